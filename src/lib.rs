@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod llm;
+pub mod tools;
 pub mod logging;
 pub mod routes;
 pub mod state;
