@@ -2,10 +2,12 @@
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
 pub mod server;
+pub mod tools;
 
 use actix_web::web;
 
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    tools::configure(cfg);
 }
