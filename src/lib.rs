@@ -13,14 +13,15 @@
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
+pub mod agent;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod llm;
-pub mod tools;
 pub mod logging;
 pub mod routes;
 pub mod state;
+pub mod tools;
 
 use std::net::TcpListener;
 
@@ -45,7 +46,10 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
-        Ok(Services { config: web::Data::new(config), activity: web::Data::new(Activity::default()) })
+        Ok(Services {
+            config: web::Data::new(config),
+            activity: web::Data::new(Activity::default()),
+        })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.

@@ -67,7 +67,11 @@ fn push(out: &mut Vec<Value>, role: &str, content: Vec<Value>) {
 }
 
 /// The Messages body and extra headers for `req`.
-pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, Vec<(String, String)>) {
+pub fn build_body(
+    cfg: &LlmConfig,
+    route: &Route,
+    req: &LlmRequest,
+) -> (Value, Vec<(String, String)>) {
     let features = ModelFeatures::of(cfg);
     let messages = strip_images(&req.messages, features.vision);
     let mut system: Vec<Value> = Vec::new();
@@ -77,12 +81,29 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, V
             "system" => system.extend(blocks(&m["content"])),
             "assistant" => {
                 let mut content: Vec<Value> = Vec::new();
-                for tb in m.get("thinking_blocks").and_then(Value::as_array).into_iter().flatten() {
+                for tb in m
+                    .get("thinking_blocks")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     content.push(tb.clone());
                 }
-                content.extend(blocks(m.get("content").unwrap_or(&Value::Null)).into_iter().filter(|b| b["type"] != "text" || b["text"] != ""));
-                for tc in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-                    let args = tc.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+                content.extend(
+                    blocks(m.get("content").unwrap_or(&Value::Null))
+                        .into_iter()
+                        .filter(|b| b["type"] != "text" || b["text"] != ""),
+                );
+                for tc in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let args = tc
+                        .pointer("/function/arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("{}");
                     let input: Value = serde_json::from_str(args).unwrap_or_else(|_| json!({}));
                     content.push(json!({"type": "tool_use", "id": tc["id"], "name": tc.pointer("/function/name").cloned().unwrap_or(json!("")), "input": input}));
                 }
@@ -96,7 +117,11 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, V
                 }
                 push(&mut out, "user", vec![result]);
             }
-            _ => push(&mut out, "user", blocks(m.get("content").unwrap_or(&Value::Null))),
+            _ => push(
+                &mut out,
+                "user",
+                blocks(m.get("content").unwrap_or(&Value::Null)),
+            ),
         }
     }
     if features.prompt_cache {
@@ -113,7 +138,10 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, V
     let mut body = Map::new();
     body.insert("model".into(), json!(route.wire_model));
     body.insert("messages".into(), Value::Array(out));
-    let max_tokens = cfg.max_output_tokens.or(features.default_max_output).unwrap_or(FALLBACK_MAX_TOKENS);
+    let max_tokens = cfg
+        .max_output_tokens
+        .or(features.default_max_output)
+        .unwrap_or(FALLBACK_MAX_TOKENS);
     body.insert("max_tokens".into(), json!(max_tokens));
     if !req.tools.is_empty() {
         let tools: Vec<Value> = req
@@ -152,7 +180,12 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, V
     }
     if let Some(extra) = &cfg.extra_headers {
         for (k, v) in extra {
-            headers.push((k.to_ascii_lowercase(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+            headers.push((
+                k.to_ascii_lowercase(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            ));
         }
     }
     (Value::Object(body), headers)
@@ -161,7 +194,9 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> (Value, V
 /// Parses a Messages reply.
 pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
     let Some(content) = body.get("content").and_then(Value::as_array) else {
-        return Err(LlmError::no_response(format!("Anthropic reply without content: {body}")));
+        return Err(LlmError::no_response(format!(
+            "Anthropic reply without content: {body}"
+        )));
     };
     let mut text: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -169,12 +204,23 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
     for block in content {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => {
-                let t = block.get("text").and_then(Value::as_str).unwrap_or_default();
+                let t = block
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 text.get_or_insert_with(String::new).push_str(t);
             }
             Some("tool_use") => tool_calls.push(ToolCall {
-                id: block.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-                name: block.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                id: block
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                name: block
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 arguments: pyjson::dumps(block.get("input").unwrap_or(&json!({}))),
                 origin: "completion",
             }),
@@ -189,10 +235,18 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
         .collect::<Vec<_>>()
         .join("\n");
     Ok(LlmResponse {
-        id: body.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        id: body
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         content: text,
         tool_calls,
-        reasoning_content: if reasoning_content.is_empty() { None } else { Some(reasoning_content) },
+        reasoning_content: if reasoning_content.is_empty() {
+            None
+        } else {
+            Some(reasoning_content)
+        },
         thinking_blocks,
         responses_reasoning_item: None,
         usage: Usage {
@@ -215,7 +269,10 @@ mod tests {
 
     #[test]
     fn body_matches_capture_structure() {
-        let cfg = LlmConfig::from_json(&json!({"model": "anthropic/claude-sonnet-4-5-20250929", "base_url": "http://x"})).unwrap();
+        let cfg = LlmConfig::from_json(
+            &json!({"model": "anthropic/claude-sonnet-4-5-20250929", "base_url": "http://x"}),
+        )
+        .unwrap();
         let messages = vec![
             json!({"role": "system", "content": [{"type": "text", "text": "SYS"}]}),
             json!({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
@@ -223,7 +280,9 @@ mod tests {
                 {"id": "toolu_1", "type": "function", "function": {"name": "terminal", "arguments": "{\"command\": \"echo\", \"security_risk\": \"LOW\"}"}}]}),
             json!({"role": "tool", "content": [{"type": "text", "text": "out"}], "tool_call_id": "toolu_1", "name": "terminal"}),
         ];
-        let tools = vec![json!({"type": "function", "function": {"name": "terminal", "description": "d", "parameters": {"type": "object"}}})];
+        let tools = vec![
+            json!({"type": "function", "function": {"name": "terminal", "description": "d", "parameters": {"type": "object"}}}),
+        ];
         let (body, headers) = build_body(&cfg, &route(&cfg), &LlmRequest { messages, tools });
         assert_eq!(
             body,
@@ -242,7 +301,13 @@ mod tests {
                 "system": [{"type": "text", "text": "SYS", "cache_control": {"type": "ephemeral"}}]
             })
         );
-        assert_eq!(headers, vec![("anthropic-beta".to_string(), "interleaved-thinking-2025-05-14,prompt-caching-2024-07-31".to_string())]);
+        assert_eq!(
+            headers,
+            vec![(
+                "anthropic-beta".to_string(),
+                "interleaved-thinking-2025-05-14,prompt-caching-2024-07-31".to_string()
+            )]
+        );
     }
 
     #[test]
@@ -257,6 +322,15 @@ mod tests {
         assert_eq!(r.tool_calls[0].arguments, "{\"message\": \"done\"}");
         assert_eq!(r.thinking_blocks.len(), 1);
         assert_eq!(r.reasoning_content.as_deref(), Some("hmm"));
-        assert_eq!(r.usage, Usage { prompt_tokens: 100, completion_tokens: 7, cache_read_tokens: 20, cache_write_tokens: 50, reasoning_tokens: 0 });
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 100,
+                completion_tokens: 7,
+                cache_read_tokens: 20,
+                cache_write_tokens: 50,
+                reasoning_tokens: 0
+            }
+        );
     }
 }

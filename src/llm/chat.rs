@@ -15,7 +15,13 @@ pub const INTERLEAVED_THINKING_BETA: &str = "interleaved-thinking-2025-05-14";
 pub(crate) fn default_temperature(cfg: &LlmConfig) -> f64 {
     match cfg.temperature {
         Some(t) => t,
-        None if cfg.effective_model().to_ascii_lowercase().contains("kimi-k2-thinking") => 1.0,
+        None if cfg
+            .effective_model()
+            .to_ascii_lowercase()
+            .contains("kimi-k2-thinking") =>
+        {
+            1.0
+        }
         None => 0.0,
     }
 }
@@ -47,7 +53,11 @@ fn add_cache_markers(messages: &mut [Value]) {
     {
         last.insert("cache_control".into(), marker.clone());
     }
-    if let Some(last) = messages.iter_mut().rev().find(|m| m["role"] == "user" || m["role"] == "tool") {
+    if let Some(last) = messages
+        .iter_mut()
+        .rev()
+        .find(|m| m["role"] == "user" || m["role"] == "tool")
+    {
         if last["role"] == "tool" {
             if let Value::Object(obj) = last {
                 // Keep the reference's key order: content, role, cache_control, tool_call_id, name.
@@ -75,18 +85,30 @@ fn add_cache_markers(messages: &mut [Value]) {
 pub(crate) fn stringify_content(messages: &mut [Value]) {
     for m in messages.iter_mut() {
         if let Some(Value::Array(parts)) = m.get("content") {
-            let text = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n");
+            let text = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n");
             m["content"] = Value::String(text);
         }
     }
 }
 
 /// The Chat Completions body and the extra headers for `req`.
-pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest, temperature_override: Option<f64>) -> (Value, Vec<(String, String)>) {
+pub fn build_body(
+    cfg: &LlmConfig,
+    route: &Route,
+    req: &LlmRequest,
+    temperature_override: Option<f64>,
+) -> (Value, Vec<(String, String)>) {
     let features = ModelFeatures::of(cfg);
     let mut headers = Vec::new();
     let mut messages = strip_images(&req.messages, features.vision);
-    let keep_reasoning = cfg.effective_model().to_ascii_lowercase().contains("kimi-k2-thinking");
+    let keep_reasoning = cfg
+        .effective_model()
+        .to_ascii_lowercase()
+        .contains("kimi-k2-thinking");
     for m in messages.iter_mut() {
         if let Value::Object(obj) = m {
             obj.remove("responses_reasoning_item");
@@ -117,7 +139,11 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest, temperature_
     }
     let max_output = cfg.max_output_tokens.or(features.default_max_output);
     if let Some(max) = max_output {
-        let key = if route.provider == Provider::Azure { "max_tokens" } else { "max_completion_tokens" };
+        let key = if route.provider == Provider::Azure {
+            "max_tokens"
+        } else {
+            "max_completion_tokens"
+        };
         body.insert(key.into(), json!(max));
     }
     if features.extended_thinking {
@@ -125,7 +151,10 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest, temperature_
         if let Some(max) = max_output {
             body.insert("max_tokens".into(), json!(max));
         }
-        headers.push(("anthropic-beta".to_string(), INTERLEAVED_THINKING_BETA.to_string()));
+        headers.push((
+            "anthropic-beta".to_string(),
+            INTERLEAVED_THINKING_BETA.to_string(),
+        ));
     } else if features.reasoning_effort {
         let model = cfg.effective_model().to_ascii_lowercase();
         let effort = match cfg.reasoning_effort.as_deref() {
@@ -136,7 +165,10 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest, temperature_
             body.insert("reasoning_effort".into(), json!(e));
         }
     } else {
-        body.insert("temperature".into(), json!(temperature_override.unwrap_or_else(|| default_temperature(cfg))));
+        body.insert(
+            "temperature".into(),
+            json!(temperature_override.unwrap_or_else(|| default_temperature(cfg))),
+        );
         body.insert("top_p".into(), json!(cfg.top_p.unwrap_or(1.0)));
     }
     if let Some(k) = cfg.top_k {
@@ -164,7 +196,10 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest, temperature_
     }
     if let Some(extra) = &cfg.extra_headers {
         for (k, v) in extra {
-            let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             headers.push((k.to_ascii_lowercase(), v));
         }
     }
@@ -178,22 +213,39 @@ pub(crate) fn count(v: &Value, ptr: &str) -> u64 {
 
 /// Parses a Chat Completions reply.
 pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
-    let choices = body.get("choices").and_then(Value::as_array).filter(|c| !c.is_empty());
+    let choices = body
+        .get("choices")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty());
     let Some(choice) = choices.and_then(|c| c.first()) else {
-        return Err(LlmError::no_response("Response choices is less than 1. Response: ".to_string() + &body.to_string()));
+        return Err(LlmError::no_response(
+            "Response choices is less than 1. Response: ".to_string() + &body.to_string(),
+        ));
     };
     let msg = choice.get("message").cloned().unwrap_or(Value::Null);
     let content = match msg.get("content") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Array(parts)) => {
-            let t: Vec<&str> = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect();
+            let t: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect();
             if t.is_empty() { None } else { Some(t.join("")) }
         }
         _ => None,
     };
     let mut tool_calls = Vec::new();
-    for tc in msg.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-        if tc.get("type").and_then(Value::as_str).is_some_and(|t| t != "function") {
+    for tc in msg
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if tc
+            .get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "function")
+        {
             continue;
         }
         let f = tc.get("function").cloned().unwrap_or(Value::Null);
@@ -203,19 +255,38 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
             Some(other) => super::pyjson::dumps(other),
         };
         tool_calls.push(ToolCall {
-            id: tc.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-            name: f.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            id: tc
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name: f
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             arguments,
             origin: "completion",
         });
     }
     let usage = body.get("usage").cloned().unwrap_or(Value::Null);
     Ok(LlmResponse {
-        id: body.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        id: body
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         content,
         tool_calls,
-        reasoning_content: msg.get("reasoning_content").and_then(Value::as_str).map(str::to_string),
-        thinking_blocks: msg.get("thinking_blocks").and_then(Value::as_array).cloned().unwrap_or_default(),
+        reasoning_content: msg
+            .get("reasoning_content")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        thinking_blocks: msg
+            .get("thinking_blocks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         responses_reasoning_item: None,
         usage: Usage {
             prompt_tokens: count(&usage, "/prompt_tokens"),
@@ -251,7 +322,15 @@ mod tests {
     fn default_model_parameters_match_capture() {
         let c = cfg(json!({"model": "openai/fake-model", "base_url": "http://x/v1"}));
         let tools = vec![json!({"type": "function", "function": {"name": "finish"}})];
-        let (body, headers) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: tools.clone() }, None);
+        let (body, headers) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: tools.clone(),
+            },
+            None,
+        );
         assert_eq!(
             body,
             json!({"model": "fake-model", "messages": [
@@ -260,7 +339,15 @@ mod tests {
                 "tools": tools, "temperature": 0.0, "top_p": 1.0})
         );
         assert!(headers.is_empty());
-        let (body, _) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: vec![] }, Some(1.0));
+        let (body, _) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: vec![],
+            },
+            Some(1.0),
+        );
         assert!(body.get("tools").is_none());
         assert_eq!(body["temperature"], json!(1.0));
     }
@@ -268,7 +355,15 @@ mod tests {
     #[test]
     fn vision_model_keeps_images_and_gets_max_tokens() {
         let c = cfg(json!({"model": "openai/gpt-4o"}));
-        let (body, _) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: vec![] }, None);
+        let (body, _) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: vec![],
+            },
+            None,
+        );
         assert_eq!(body["max_completion_tokens"], json!(16384));
         assert_eq!(body["messages"][1]["content"][1]["type"], "image_url");
     }
@@ -276,9 +371,25 @@ mod tests {
     #[test]
     fn o3_mini_gets_reasoning_effort_and_user_system_message() {
         let c = cfg(json!({"model": "openai/o3-mini"}));
-        let (body, _) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: vec![] }, None);
+        let (body, _) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: vec![],
+            },
+            None,
+        );
         let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["model", "messages", "max_completion_tokens", "reasoning_effort"]);
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "messages",
+                "max_completion_tokens",
+                "reasoning_effort"
+            ]
+        );
         assert_eq!(body["max_completion_tokens"], json!(100000));
         assert_eq!(body["reasoning_effort"], "high");
         assert_eq!(body["messages"][0]["role"], "user");
@@ -286,31 +397,70 @@ mod tests {
 
     #[test]
     fn claude_45_via_proxy_gets_thinking_and_cache_markers() {
-        let c = cfg(json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929", "base_url": "http://x"}));
+        let c = cfg(
+            json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929", "base_url": "http://x"}),
+        );
         let messages = vec![
             json!({"role": "system", "content": [{"type": "text", "text": "SYS"}]}),
             json!({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
             json!({"role": "assistant", "content": [{"type": "text", "text": "ok"}], "tool_calls": []}),
             json!({"content": [{"type": "text", "text": "out"}], "role": "tool", "tool_call_id": "c1", "name": "terminal"}),
         ];
-        let (body, headers) = build_body(&c, &route(&c), &LlmRequest { messages, tools: vec![] }, None);
+        let (body, headers) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages,
+                tools: vec![],
+            },
+            None,
+        );
         assert_eq!(body["max_completion_tokens"], json!(64000));
         assert_eq!(body["max_tokens"], json!(64000));
-        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 200000}));
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 200000})
+        );
         assert!(body.get("temperature").is_none() && body.get("top_p").is_none());
-        assert_eq!(headers, vec![("anthropic-beta".to_string(), INTERLEAVED_THINKING_BETA.to_string())]);
-        assert_eq!(body["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
-        assert!(body["messages"][1]["content"][0].get("cache_control").is_none());
+        assert_eq!(
+            headers,
+            vec![(
+                "anthropic-beta".to_string(),
+                INTERLEAVED_THINKING_BETA.to_string()
+            )]
+        );
+        assert_eq!(
+            body["messages"][0]["content"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        assert!(
+            body["messages"][1]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
         let tool = body["messages"][3].as_object().unwrap();
-        assert_eq!(tool.keys().collect::<Vec<_>>(), ["content", "role", "cache_control", "tool_call_id", "name"]);
+        assert_eq!(
+            tool.keys().collect::<Vec<_>>(),
+            ["content", "role", "cache_control", "tool_call_id", "name"]
+        );
         assert!(tool["content"][0].get("cache_control").is_none());
     }
 
     #[test]
     fn optional_parameters_only_when_set() {
-        let c = cfg(json!({"model": "openai/fake-model", "top_k": 5, "seed": 7, "max_output_tokens": 100, "temperature": 0.3,
-            "top_p": 0.9, "litellm_extra_body": {"return_token_ids": true}, "extra_headers": {"X-A": "b"}}));
-        let (body, headers) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: vec![] }, None);
+        let c = cfg(
+            json!({"model": "openai/fake-model", "top_k": 5, "seed": 7, "max_output_tokens": 100, "temperature": 0.3,
+            "top_p": 0.9, "litellm_extra_body": {"return_token_ids": true}, "extra_headers": {"X-A": "b"}}),
+        );
+        let (body, headers) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: vec![],
+            },
+            None,
+        );
         assert_eq!(body["top_k"], json!(5.0));
         assert_eq!(body["seed"], json!(7));
         assert_eq!(body["max_completion_tokens"], json!(100));
@@ -319,7 +469,15 @@ mod tests {
         assert_eq!(body["return_token_ids"], json!(true));
         assert_eq!(headers, vec![("x-a".to_string(), "b".to_string())]);
         let c = cfg(json!({"model": "deepseek/deepseek-chat"}));
-        let (body, _) = build_body(&c, &route(&c), &LlmRequest { messages: msgs(), tools: vec![] }, None);
+        let (body, _) = build_body(
+            &c,
+            &route(&c),
+            &LlmRequest {
+                messages: msgs(),
+                tools: vec![],
+            },
+            None,
+        );
         assert_eq!(body["messages"][1]["content"], json!("hi"));
     }
 
@@ -335,12 +493,31 @@ mod tests {
         assert_eq!(r.content.as_deref(), Some("ok"));
         assert_eq!(
             r.tool_calls,
-            vec![ToolCall { id: "c1".into(), name: "terminal".into(), arguments: "{\"command\": \"ls\"}".into(), origin: "completion" }]
+            vec![ToolCall {
+                id: "c1".into(),
+                name: "terminal".into(),
+                arguments: "{\"command\": \"ls\"}".into(),
+                origin: "completion"
+            }]
         );
-        assert_eq!(r.usage, Usage { prompt_tokens: 10, completion_tokens: 5, cache_read_tokens: 3, cache_write_tokens: 0, reasoning_tokens: 2 });
+        assert_eq!(
+            r.usage,
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cache_read_tokens: 3,
+                cache_write_tokens: 0,
+                reasoning_tokens: 2
+            }
+        );
         let r = parse_response(&json!({"id": "x", "choices": [{"message": {"content": null, "reasoning_content": "hmm"}}]})).unwrap();
         assert_eq!(r.content, None);
         assert_eq!(r.reasoning_content.as_deref(), Some("hmm"));
-        assert_eq!(parse_response(&json!({"id": "x", "choices": []})).unwrap_err().code, "LLMNoResponseError");
+        assert_eq!(
+            parse_response(&json!({"id": "x", "choices": []}))
+                .unwrap_err()
+                .code,
+            "LLMNoResponseError"
+        );
     }
 }

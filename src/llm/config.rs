@@ -101,13 +101,21 @@ impl LlmConfig {
         let Value::Object(map) = value else {
             return Err("LLM configuration must be an object".into());
         };
-        let cleaned: Map<String, Value> = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        serde_json::from_value(Value::Object(cleaned)).map_err(|e| format!("invalid LLM configuration: {e}"))
+        let cleaned: Map<String, Value> = map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_json::from_value(Value::Object(cleaned))
+            .map_err(|e| format!("invalid LLM configuration: {e}"))
     }
 
     /// The API key, ignoring the redaction placeholder and blanks (a redacted key is no key).
     pub fn effective_api_key(&self) -> Option<&str> {
-        self.api_key.as_deref().map(str::trim).filter(|k| !k.is_empty() && *k != "**********")
+        self.api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && *k != "**********")
     }
 
     /// The model string after the `openhands/` rewrite (agent-behaviour §3.3).
@@ -135,7 +143,10 @@ mod tests {
 
     #[test]
     fn reads_defaults_and_nulls() {
-        let c = LlmConfig::from_json(&json!({"model": "openai/x", "api_key": null, "temperature": null, "unknown": 1})).unwrap();
+        let c = LlmConfig::from_json(
+            &json!({"model": "openai/x", "api_key": null, "temperature": null, "unknown": 1}),
+        )
+        .unwrap();
         assert_eq!(c.model, "openai/x");
         assert_eq!(c.num_retries, 5);
         assert_eq!(c.top_p, Some(1.0));
@@ -148,8 +159,12 @@ mod tests {
     fn openhands_prefix_is_rewritten() {
         let c = LlmConfig::from_json(&json!({"model": "openhands/claude-x"})).unwrap();
         assert_eq!(c.effective_model(), "litellm_proxy/claude-x");
-        assert_eq!(c.effective_base_url().as_deref(), Some("https://llm-proxy.app.all-hands.dev/"));
-        let c = LlmConfig::from_json(&json!({"model": "openai/x", "api_key": "**********"})).unwrap();
+        assert_eq!(
+            c.effective_base_url().as_deref(),
+            Some("https://llm-proxy.app.all-hands.dev/")
+        );
+        let c =
+            LlmConfig::from_json(&json!({"model": "openai/x", "api_key": "**********"})).unwrap();
         assert_eq!(c.effective_api_key(), None);
     }
 }

@@ -83,7 +83,13 @@ impl LlmError {
 
     /// An error that is not about HTTP (bad configuration, unusable reply).
     pub fn other(code: &str, detail: impl Into<String>) -> LlmError {
-        LlmError { kind: LlmErrorKind::Other, code: code.into(), detail: detail.into(), status: None, retry_after: None }
+        LlmError {
+            kind: LlmErrorKind::Other,
+            code: code.into(),
+            detail: detail.into(),
+            status: None,
+            retry_after: None,
+        }
     }
 
     /// The request could not be sent or no response came back.
@@ -101,7 +107,9 @@ impl LlmError {
             LlmError {
                 kind: LlmErrorKind::Connection,
                 code: "LLMServiceUnavailableError".into(),
-                detail: format!("litellm.APIConnectionError: APIConnectionError: {exc} - Connection error."),
+                detail: format!(
+                    "litellm.APIConnectionError: APIConnectionError: {exc} - Connection error."
+                ),
                 status: None,
                 retry_after: None,
             }
@@ -110,11 +118,22 @@ impl LlmError {
 
     /// A 2xx reply without choices (`LLMNoResponseError`).
     pub fn no_response(detail: impl Into<String>) -> LlmError {
-        LlmError { kind: LlmErrorKind::NoResponse, code: "LLMNoResponseError".into(), detail: detail.into(), status: None, retry_after: None }
+        LlmError {
+            kind: LlmErrorKind::NoResponse,
+            code: "LLMNoResponseError".into(),
+            detail: detail.into(),
+            status: None,
+            retry_after: None,
+        }
     }
 
     /// Maps an HTTP error reply. `body` is the raw response text.
-    pub fn from_status(provider: Provider, status: u16, body: &str, retry_after: Option<f64>) -> LlmError {
+    pub fn from_status(
+        provider: Provider,
+        status: u16,
+        body: &str,
+        retry_after: Option<f64>,
+    ) -> LlmError {
         let exc = provider.exception_name();
         let message = error_message(body);
         let lower = message.to_ascii_lowercase();
@@ -122,9 +141,15 @@ impl LlmError {
             400 | 413 | 422 if CONTEXT_WINDOW_MARKERS.iter().any(|m| lower.contains(m)) => (
                 LlmErrorKind::ContextWindowExceeded,
                 "LLMContextWindowExceedError",
-                format!("litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: {exc} - {message}"),
+                format!(
+                    "litellm.ContextWindowExceededError: litellm.BadRequestError: ContextWindowExceededError: {exc} - {message}"
+                ),
             ),
-            400 | 422 => (LlmErrorKind::BadRequest, "LLMBadRequestError", format!("litellm.BadRequestError: {exc} - {message}")),
+            400 | 422 => (
+                LlmErrorKind::BadRequest,
+                "LLMBadRequestError",
+                format!("litellm.BadRequestError: {exc} - {message}"),
+            ),
             401 => (
                 LlmErrorKind::Authentication,
                 "AuthenticationError",
@@ -135,22 +160,46 @@ impl LlmError {
                 "PermissionDeniedError",
                 format!("litellm.PermissionDeniedError: PermissionDeniedError: {exc} - {message}"),
             ),
-            404 => (LlmErrorKind::NotFound, "NotFoundError", format!("litellm.NotFoundError: NotFoundError: {exc} - {message}")),
-            408 => (LlmErrorKind::Timeout, "LLMTimeoutError", format!("litellm.Timeout: Timeout Error: {exc} - {message}")),
-            429 => (LlmErrorKind::RateLimit, "LLMRateLimitError", format!("litellm.RateLimitError: RateLimitError: {exc} - {message}")),
+            404 => (
+                LlmErrorKind::NotFound,
+                "NotFoundError",
+                format!("litellm.NotFoundError: NotFoundError: {exc} - {message}"),
+            ),
+            408 => (
+                LlmErrorKind::Timeout,
+                "LLMTimeoutError",
+                format!("litellm.Timeout: Timeout Error: {exc} - {message}"),
+            ),
+            429 => (
+                LlmErrorKind::RateLimit,
+                "LLMRateLimitError",
+                format!("litellm.RateLimitError: RateLimitError: {exc} - {message}"),
+            ),
             503 => (
                 LlmErrorKind::ServiceUnavailable,
                 "LLMServiceUnavailableError",
-                format!("litellm.ServiceUnavailableError: ServiceUnavailableError: {exc} - {message}"),
+                format!(
+                    "litellm.ServiceUnavailableError: ServiceUnavailableError: {exc} - {message}"
+                ),
             ),
             s if s >= 500 => (
                 LlmErrorKind::ServiceUnavailable,
                 "LLMServiceUnavailableError",
                 format!("litellm.InternalServerError: InternalServerError: {exc} - {message}"),
             ),
-            _ => (LlmErrorKind::BadRequest, "LLMBadRequestError", format!("litellm.BadRequestError: {exc} - {message}")),
+            _ => (
+                LlmErrorKind::BadRequest,
+                "LLMBadRequestError",
+                format!("litellm.BadRequestError: {exc} - {message}"),
+            ),
         };
-        LlmError { kind, code: code.into(), detail, status: Some(status), retry_after }
+        LlmError {
+            kind,
+            code: code.into(),
+            detail,
+            status: Some(status),
+            retry_after,
+        }
     }
 }
 
@@ -174,20 +223,52 @@ mod tests {
 
     #[test]
     fn maps_statuses_like_the_reference() {
-        let e = LlmError::from_status(Provider::OpenAi, 500, r#"{"error":{"message":"boom internal"}}"#, None);
+        let e = LlmError::from_status(
+            Provider::OpenAi,
+            500,
+            r#"{"error":{"message":"boom internal"}}"#,
+            None,
+        );
         assert_eq!(e.code, "LLMServiceUnavailableError");
-        assert_eq!(e.detail, "litellm.InternalServerError: InternalServerError: OpenAIException - boom internal");
+        assert_eq!(
+            e.detail,
+            "litellm.InternalServerError: InternalServerError: OpenAIException - boom internal"
+        );
         assert!(e.is_retryable() && e.is_client_retryable());
-        let e = LlmError::from_status(Provider::OpenAi, 400, r#"{"error":{"message":"bad request: invalid thing"}}"#, None);
+        let e = LlmError::from_status(
+            Provider::OpenAi,
+            400,
+            r#"{"error":{"message":"bad request: invalid thing"}}"#,
+            None,
+        );
         assert_eq!(e.code, "LLMBadRequestError");
-        assert_eq!(e.detail, "litellm.BadRequestError: OpenAIException - bad request: invalid thing");
+        assert_eq!(
+            e.detail,
+            "litellm.BadRequestError: OpenAIException - bad request: invalid thing"
+        );
         assert!(!e.is_retryable() && !e.is_client_retryable());
-        let e = LlmError::from_status(Provider::OpenAi, 401, r#"{"error":{"message":"Incorrect API key provided"}}"#, None);
+        let e = LlmError::from_status(
+            Provider::OpenAi,
+            401,
+            r#"{"error":{"message":"Incorrect API key provided"}}"#,
+            None,
+        );
         assert_eq!(e.code, "AuthenticationError");
-        assert_eq!(e.detail, "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key provided");
-        let e = LlmError::from_status(Provider::OpenAi, 429, r#"{"error":{"message":"fake error 429"}}"#, Some(2.0));
+        assert_eq!(
+            e.detail,
+            "litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key provided"
+        );
+        let e = LlmError::from_status(
+            Provider::OpenAi,
+            429,
+            r#"{"error":{"message":"fake error 429"}}"#,
+            Some(2.0),
+        );
         assert_eq!(e.code, "LLMRateLimitError");
-        assert_eq!(e.detail, "litellm.RateLimitError: RateLimitError: OpenAIException - fake error 429");
+        assert_eq!(
+            e.detail,
+            "litellm.RateLimitError: RateLimitError: OpenAIException - fake error 429"
+        );
         assert_eq!(e.retry_after, Some(2.0));
         let e = LlmError::from_status(
             Provider::OpenAi,
@@ -198,6 +279,9 @@ mod tests {
         assert_eq!(e.code, "LLMContextWindowExceedError");
         assert!(e.is_context_window());
         let e = LlmError::from_status(Provider::Anthropic, 500, "plain text", None);
-        assert_eq!(e.detail, "litellm.InternalServerError: InternalServerError: AnthropicException - plain text");
+        assert_eq!(
+            e.detail,
+            "litellm.InternalServerError: InternalServerError: AnthropicException - plain text"
+        );
     }
 }

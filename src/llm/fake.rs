@@ -17,7 +17,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: &Value) -> Reply {
-        Reply { status, headers: Vec::new(), body: body.to_string() }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
     }
 
     pub fn with_header(mut self, k: &str, v: &str) -> Reply {
@@ -36,7 +40,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -56,13 +63,21 @@ impl FakeServer {
         tokio::spawn(async move {
             let mut n = 0usize;
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
-                let Some(req) = read_request(&mut sock).await else { continue };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let Some(req) = read_request(&mut sock).await else {
+                    continue;
+                };
                 recorded.lock().expect("lock").push(req);
                 let reply = replies.get(n.min(replies.len().saturating_sub(1))).cloned();
                 n += 1;
                 let Some(reply) = reply else { continue };
-                let mut head = format!("HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", reply.status, reply.body.len());
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
                 for (k, v) in &reply.headers {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -72,7 +87,10 @@ impl FakeServer {
                 let _ = sock.shutdown().await;
             }
         });
-        FakeServer { base: format!("http://{addr}"), requests }
+        FakeServer {
+            base: format!("http://{addr}"),
+            requests,
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -100,7 +118,11 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Received> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < header_end + len {
         let n = sock.read(&mut chunk).await.ok()?;
         if n == 0 {
@@ -109,5 +131,9 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Received> {
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = serde_json::from_slice(&buf[header_end..]).unwrap_or(Value::Null);
-    Some(Received { path, headers, body })
+    Some(Received {
+        path,
+        headers,
+        body,
+    })
 }

@@ -58,7 +58,10 @@ impl Metrics {
             model_name: model_name.to_string(),
             accumulated_cost: 0.0,
             max_budget_per_task: None,
-            accumulated_token_usage: TokenUsage { model: model_name.to_string(), ..TokenUsage::default() },
+            accumulated_token_usage: TokenUsage {
+                model: model_name.to_string(),
+                ..TokenUsage::default()
+            },
             costs: Vec::new(),
             response_latencies: Vec::new(),
             token_usages: Vec::new(),
@@ -74,11 +77,22 @@ impl Metrics {
     /// when prompt or completion tokens are non-zero.
     pub fn record(&mut self, resp: &LlmResponse) {
         let model = self.model_name.clone();
-        self.response_latencies.push(ResponseLatency { model: model.clone(), latency: resp.latency, response_id: resp.id.clone() });
+        self.response_latencies.push(ResponseLatency {
+            model: model.clone(),
+            latency: resp.latency,
+            response_id: resp.id.clone(),
+        });
         if let Some(cost) = resp.cost.filter(|c| *c > 0.0) {
             self.accumulated_cost += cost;
-            let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            self.costs.push(Cost { model: model.clone(), cost, timestamp });
+            let timestamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.costs.push(Cost {
+                model: model.clone(),
+                cost,
+                timestamp,
+            });
         }
         let u = resp.usage;
         if u.prompt_tokens > 0 || u.completion_tokens > 0 {
@@ -126,10 +140,20 @@ impl Metrics {
 }
 
 /// `{"usage_to_metrics": {usage_id: …}}` from ordered entries; `full` picks the form.
-pub fn stats_json<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Metrics)>, full: bool) -> Value {
+pub fn stats_json<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Metrics)>,
+    full: bool,
+) -> Value {
     let mut map = serde_json::Map::new();
     for (id, m) in entries {
-        map.insert(id.to_string(), if full { m.full_json() } else { m.snapshot_json() });
+        map.insert(
+            id.to_string(),
+            if full {
+                m.full_json()
+            } else {
+                m.snapshot_json()
+            },
+        );
     }
     json!({"usage_to_metrics": map})
 }
@@ -142,7 +166,11 @@ mod tests {
     fn resp(id: &str, p: u64, c: u64, cost: Option<f64>) -> LlmResponse {
         LlmResponse {
             id: id.into(),
-            usage: Usage { prompt_tokens: p, completion_tokens: c, ..Usage::default() },
+            usage: Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+                ..Usage::default()
+            },
             latency: 0.25,
             cost,
             ..LlmResponse::default()
@@ -168,9 +196,15 @@ mod tests {
         );
         let full = m.full_json();
         assert_eq!(full["token_usages"][0]["response_id"], "r1");
-        assert_eq!(full["response_latencies"][1], json!({"model": "openai/fake-model", "latency": 0.25, "response_id": "r2"}));
+        assert_eq!(
+            full["response_latencies"][1],
+            json!({"model": "openai/fake-model", "latency": 0.25, "response_id": "r2"})
+        );
         assert_eq!(Metrics::from_json(&full), Some(m.clone()));
         let stats = stats_json([("agent", &m)], false);
-        assert_eq!(stats["usage_to_metrics"]["agent"]["accumulated_cost"], json!(0.5));
+        assert_eq!(
+            stats["usage_to_metrics"]["agent"]["accumulated_cost"],
+            json!(0.5)
+        );
     }
 }

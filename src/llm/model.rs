@@ -5,7 +5,15 @@
 use super::config::LlmConfig;
 
 /// Models that take `reasoning_effort` and lose `temperature`/`top_p`.
-const REASONING_EFFORT_MODELS: &[&str] = &["o1", "o3", "o4-mini", "gemini-2.5-flash", "gemini-2.5-pro", "gpt-5", "claude-opus-4-5"];
+const REASONING_EFFORT_MODELS: &[&str] = &[
+    "o1",
+    "o3",
+    "o4-mini",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gpt-5",
+    "claude-opus-4-5",
+];
 /// Models that get Anthropic extended thinking on the chat path.
 const EXTENDED_THINKING_MODELS: &[&str] = &["claude-sonnet-4-5", "claude-haiku-4-5"];
 /// Models with Anthropic prompt caching (`cache_control` markers).
@@ -26,7 +34,8 @@ const RESPONSES_API_MODELS: &[&str] = &["gpt-5", "codex-mini-latest"];
 /// Models whose messages are sent as one string instead of content parts.
 const STRING_SERIALIZER_MODELS: &[&str] = &["deepseek", "glm", "groq/kimi-k2-instruct"];
 /// Models whose `max_completion_tokens` default is fixed by the SDK.
-const MAX_TOKENS_64K_MODELS: &[&str] = &["claude-3-7-sonnet", "claude-sonnet-4", "kimi-k2-thinking"];
+const MAX_TOKENS_64K_MODELS: &[&str] =
+    &["claude-3-7-sonnet", "claude-sonnet-4", "kimi-k2-thinking"];
 /// Models that use `prompt_cache_retention`.
 const CACHE_RETENTION_MODELS: &[&str] = &["gpt-5", "gpt-4.1"];
 
@@ -101,14 +110,20 @@ impl Provider {
             Provider::Azure => "AzureException",
             Provider::Ollama => "OllamaException",
             Provider::OpenRouter => "OpenrouterException",
-            Provider::OpenAi | Provider::LitellmProxy | Provider::OpenAiCompatible => "OpenAIException",
+            Provider::OpenAi | Provider::LitellmProxy | Provider::OpenAiCompatible => {
+                "OpenAIException"
+            }
         }
     }
 
     /// Whether the OpenAI Python client (with its own 2 quick retries) sits under this provider.
     pub fn has_client_retries(self) -> bool {
         match self {
-            Provider::OpenAi | Provider::LitellmProxy | Provider::OpenRouter | Provider::Azure | Provider::OpenAiCompatible => true,
+            Provider::OpenAi
+            | Provider::LitellmProxy
+            | Provider::OpenRouter
+            | Provider::Azure
+            | Provider::OpenAiCompatible => true,
             Provider::Anthropic | Provider::Ollama => false,
         }
     }
@@ -137,14 +152,21 @@ fn matches_any(model: &str, list: &[&str]) -> bool {
 
 fn info(model: &str) -> Option<(u64, u64, bool)> {
     let m = model.to_ascii_lowercase();
-    MODEL_INFO.iter().find(|(p, ..)| m.contains(p)).map(|&(_, i, o, v)| (i, o, v))
+    MODEL_INFO
+        .iter()
+        .find(|(p, ..)| m.contains(p))
+        .map(|&(_, i, o, v)| (i, o, v))
 }
 
 impl ModelFeatures {
     pub fn of(cfg: &LlmConfig) -> ModelFeatures {
         let model = cfg.effective_model();
         let info = info(&model);
-        let mut default_max_output = if matches_any(&model, MAX_TOKENS_64K_MODELS) { Some(64_000) } else { info.map(|i| i.1) };
+        let mut default_max_output = if matches_any(&model, MAX_TOKENS_64K_MODELS) {
+            Some(64_000)
+        } else {
+            info.map(|i| i.1)
+        };
         if model.to_ascii_lowercase().contains("o3") {
             default_max_output = default_max_output.map(|m| m.min(100_000));
         }
@@ -153,7 +175,8 @@ impl ModelFeatures {
             extended_thinking: matches_any(&model, EXTENDED_THINKING_MODELS),
             prompt_cache: cfg.caching_prompt && matches_any(&model, PROMPT_CACHE_MODELS),
             responses_api: matches_any(&model, RESPONSES_API_MODELS),
-            string_serializer: cfg.force_string_serializer.unwrap_or(false) || matches_any(&model, STRING_SERIALIZER_MODELS),
+            string_serializer: cfg.force_string_serializer.unwrap_or(false)
+                || matches_any(&model, STRING_SERIALIZER_MODELS),
             vision: !cfg.disable_vision.unwrap_or(false) && info.map(|i| i.2).unwrap_or(false),
             cache_retention: matches_any(&model, CACHE_RETENTION_MODELS),
             default_max_output,
@@ -164,7 +187,11 @@ impl ModelFeatures {
 
 /// Joins a base URL and a path with exactly one slash.
 fn join(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// Resolves provider, endpoint, wire model and headers for a configuration.
@@ -172,17 +199,39 @@ pub fn route(cfg: &LlmConfig) -> Route {
     let model = cfg.effective_model();
     let base = cfg.effective_base_url();
     const KNOWN: &[&str] = &[
-        "openai", "anthropic", "azure", "ollama", "ollama_chat", "openrouter", "litellm_proxy", "deepseek", "groq",
-        "mistral", "gemini", "together_ai", "xai", "fireworks_ai", "hosted_vllm", "vllm",
+        "openai",
+        "anthropic",
+        "azure",
+        "ollama",
+        "ollama_chat",
+        "openrouter",
+        "litellm_proxy",
+        "deepseek",
+        "groq",
+        "mistral",
+        "gemini",
+        "together_ai",
+        "xai",
+        "fireworks_ai",
+        "hosted_vllm",
+        "vllm",
     ];
-    let split = model.split_once('/').map(|(p, r)| (p.to_ascii_lowercase(), r.to_string()));
-    let custom = cfg.custom_llm_provider.as_deref().map(str::to_ascii_lowercase).filter(|p| !p.is_empty());
+    let split = model
+        .split_once('/')
+        .map(|(p, r)| (p.to_ascii_lowercase(), r.to_string()));
+    let custom = cfg
+        .custom_llm_provider
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .filter(|p| !p.is_empty());
     // (provider name, model on the wire)
     let (provider_name, wire_model) = match (custom, split) {
         (Some(c), Some((p, r))) if c == p => (c, r),
         (Some(c), _) => (c, model.clone()),
         (None, Some((p, r))) if KNOWN.contains(&p.as_str()) => (p, r),
-        (None, _) if model.to_ascii_lowercase().starts_with("claude") => ("anthropic".to_string(), model.clone()),
+        (None, _) if model.to_ascii_lowercase().starts_with("claude") => {
+            ("anthropic".to_string(), model.clone())
+        }
         (None, _) => ("openai".to_string(), model.clone()),
     };
     let features = ModelFeatures::of(cfg);
@@ -200,22 +249,38 @@ pub fn route(cfg: &LlmConfig) -> Route {
             }
             headers.push(("anthropic-version".into(), "2023-06-01".into()));
             let base = base.unwrap_or_else(|| "https://api.anthropic.com".into());
-            let url = if base.trim_end_matches('/').ends_with("/v1/messages") { base } else { join(&base, "v1/messages") };
+            let url = if base.trim_end_matches('/').ends_with("/v1/messages") {
+                base
+            } else {
+                join(&base, "v1/messages")
+            };
             (Provider::Anthropic, Protocol::AnthropicMessages, url)
         }
         "azure" => {
             if let Some(k) = &key {
                 headers.push(("api-key".into(), k.clone()));
             }
-            let version = cfg.api_version.clone().unwrap_or_else(|| "2024-12-01-preview".into());
+            let version = cfg
+                .api_version
+                .clone()
+                .unwrap_or_else(|| "2024-12-01-preview".into());
             let base = base.unwrap_or_default();
-            let url = join(&base, &format!("openai/deployments/{wire_model}/chat/completions?api-version={version}"));
+            let url = join(
+                &base,
+                &format!("openai/deployments/{wire_model}/chat/completions?api-version={version}"),
+            );
             (Provider::Azure, Protocol::ChatCompletions, url)
         }
         "ollama" | "ollama_chat" => {
-            let base = base.or_else(|| cfg.ollama_base_url.clone()).unwrap_or_else(|| "http://localhost:11434".into());
+            let base = base
+                .or_else(|| cfg.ollama_base_url.clone())
+                .unwrap_or_else(|| "http://localhost:11434".into());
             bearer(&mut headers);
-            (Provider::Ollama, Protocol::ChatCompletions, join(&base, "v1/chat/completions"))
+            (
+                Provider::Ollama,
+                Protocol::ChatCompletions,
+                join(&base, "v1/chat/completions"),
+            )
         }
         "openrouter" => {
             bearer(&mut headers);
@@ -226,12 +291,20 @@ pub fn route(cfg: &LlmConfig) -> Route {
                 headers.push(("x-title".into(), app.clone()));
             }
             let base = base.unwrap_or_else(|| "https://openrouter.ai/api/v1".into());
-            (Provider::OpenRouter, Protocol::ChatCompletions, join(&base, "chat/completions"))
+            (
+                Provider::OpenRouter,
+                Protocol::ChatCompletions,
+                join(&base, "chat/completions"),
+            )
         }
         "litellm_proxy" => {
             bearer(&mut headers);
             let base = base.unwrap_or_else(|| "http://0.0.0.0:4000".into());
-            (Provider::LitellmProxy, Protocol::ChatCompletions, join(&base, "chat/completions"))
+            (
+                Provider::LitellmProxy,
+                Protocol::ChatCompletions,
+                join(&base, "chat/completions"),
+            )
         }
         other => {
             bearer(&mut headers);
@@ -240,10 +313,16 @@ pub fn route(cfg: &LlmConfig) -> Route {
                 "deepseek" => (Provider::OpenAiCompatible, "https://api.deepseek.com/v1"),
                 "groq" => (Provider::OpenAiCompatible, "https://api.groq.com/openai/v1"),
                 "mistral" => (Provider::OpenAiCompatible, "https://api.mistral.ai/v1"),
-                "gemini" => (Provider::OpenAiCompatible, "https://generativelanguage.googleapis.com/v1beta/openai"),
+                "gemini" => (
+                    Provider::OpenAiCompatible,
+                    "https://generativelanguage.googleapis.com/v1beta/openai",
+                ),
                 "together_ai" => (Provider::OpenAiCompatible, "https://api.together.xyz/v1"),
                 "xai" => (Provider::OpenAiCompatible, "https://api.x.ai/v1"),
-                "fireworks_ai" => (Provider::OpenAiCompatible, "https://api.fireworks.ai/inference/v1"),
+                "fireworks_ai" => (
+                    Provider::OpenAiCompatible,
+                    "https://api.fireworks.ai/inference/v1",
+                ),
                 "hosted_vllm" | "vllm" => (Provider::OpenAiCompatible, "http://localhost:8000/v1"),
                 _ => (Provider::OpenAiCompatible, "https://api.openai.com/v1"),
             };
@@ -251,11 +330,21 @@ pub fn route(cfg: &LlmConfig) -> Route {
             if features.responses_api && matches!(provider, Provider::OpenAi) {
                 (provider, Protocol::Responses, join(&base, "responses"))
             } else {
-                (provider, Protocol::ChatCompletions, join(&base, "chat/completions"))
+                (
+                    provider,
+                    Protocol::ChatCompletions,
+                    join(&base, "chat/completions"),
+                )
             }
         }
     };
-    Route { protocol, url, wire_model, provider, headers }
+    Route {
+        protocol,
+        url,
+        wire_model,
+        provider,
+        headers,
+    }
 }
 
 #[cfg(test)]
@@ -269,16 +358,23 @@ mod tests {
 
     #[test]
     fn openai_prefix_uses_base_url_as_given() {
-        let r = route(&cfg(json!({"model": "openai/fake-model", "base_url": "http://h:1/v1", "api_key": "k"})));
+        let r = route(&cfg(
+            json!({"model": "openai/fake-model", "base_url": "http://h:1/v1", "api_key": "k"}),
+        ));
         assert_eq!(r.protocol, Protocol::ChatCompletions);
         assert_eq!(r.url, "http://h:1/v1/chat/completions");
         assert_eq!(r.wire_model, "fake-model");
-        assert_eq!(r.headers, vec![("authorization".to_string(), "Bearer k".to_string())]);
+        assert_eq!(
+            r.headers,
+            vec![("authorization".to_string(), "Bearer k".to_string())]
+        );
     }
 
     #[test]
     fn litellm_proxy_strips_only_the_first_prefix() {
-        let r = route(&cfg(json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929", "base_url": "http://h:1"})));
+        let r = route(&cfg(
+            json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929", "base_url": "http://h:1"}),
+        ));
         assert_eq!(r.url, "http://h:1/chat/completions");
         assert_eq!(r.wire_model, "anthropic/claude-sonnet-4-5-20250929");
         assert_eq!(r.provider, Provider::LitellmProxy);
@@ -286,11 +382,16 @@ mod tests {
 
     #[test]
     fn anthropic_prefix_uses_messages_api() {
-        let r = route(&cfg(json!({"model": "anthropic/claude-sonnet-4-5-20250929", "base_url": "http://h:1", "api_key": "k"})));
+        let r = route(&cfg(
+            json!({"model": "anthropic/claude-sonnet-4-5-20250929", "base_url": "http://h:1", "api_key": "k"}),
+        ));
         assert_eq!(r.protocol, Protocol::AnthropicMessages);
         assert_eq!(r.url, "http://h:1/v1/messages");
         assert_eq!(r.wire_model, "claude-sonnet-4-5-20250929");
-        assert!(r.headers.contains(&("x-api-key".to_string(), "k".to_string())));
+        assert!(
+            r.headers
+                .contains(&("x-api-key".to_string(), "k".to_string()))
+        );
         let bare = route(&cfg(json!({"model": "claude-sonnet-4-20250514"})));
         assert_eq!(bare.protocol, Protocol::AnthropicMessages);
         assert_eq!(bare.url, "https://api.anthropic.com/v1/messages");
@@ -299,7 +400,9 @@ mod tests {
 
     #[test]
     fn gpt5_goes_to_responses_and_others_keep_chat() {
-        let r = route(&cfg(json!({"model": "openai/gpt-5-mini", "base_url": "http://h/v1"})));
+        let r = route(&cfg(
+            json!({"model": "openai/gpt-5-mini", "base_url": "http://h/v1"}),
+        ));
         assert_eq!(r.protocol, Protocol::Responses);
         assert_eq!(r.url, "http://h/v1/responses");
         let r = route(&cfg(json!({"model": "gpt-4o"})));
@@ -308,11 +411,18 @@ mod tests {
         let r = route(&cfg(json!({"model": "openrouter/meta/llama"})));
         assert_eq!(r.url, "https://openrouter.ai/api/v1/chat/completions");
         assert_eq!(r.wire_model, "meta/llama");
-        let r = route(&cfg(json!({"model": "ollama/llama3", "ollama_base_url": "http://o:11434"})));
+        let r = route(&cfg(
+            json!({"model": "ollama/llama3", "ollama_base_url": "http://o:11434"}),
+        ));
         assert_eq!(r.url, "http://o:11434/v1/chat/completions");
         assert_eq!(r.wire_model, "llama3");
-        let r = route(&cfg(json!({"model": "azure/dep", "base_url": "https://x.openai.azure.com", "api_key": "k"})));
-        assert_eq!(r.url, "https://x.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-12-01-preview");
+        let r = route(&cfg(
+            json!({"model": "azure/dep", "base_url": "https://x.openai.azure.com", "api_key": "k"}),
+        ));
+        assert_eq!(
+            r.url,
+            "https://x.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-12-01-preview"
+        );
     }
 
     #[test]
@@ -327,10 +437,14 @@ mod tests {
         assert_eq!(f.default_max_output, None);
         assert_eq!(f.context_window, 0);
         assert!(!f.vision);
-        let f = ModelFeatures::of(&cfg(json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929"})));
+        let f = ModelFeatures::of(&cfg(
+            json!({"model": "litellm_proxy/anthropic/claude-sonnet-4-5-20250929"}),
+        ));
         assert!(f.extended_thinking && f.prompt_cache);
         assert_eq!(f.default_max_output, Some(64_000));
-        let f = ModelFeatures::of(&cfg(json!({"model": "openai/gpt-4o", "disable_vision": true})));
+        let f = ModelFeatures::of(&cfg(
+            json!({"model": "openai/gpt-4o", "disable_vision": true}),
+        ));
         assert!(!f.vision);
     }
 }

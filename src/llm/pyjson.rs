@@ -110,16 +110,29 @@ pub fn repr(value: &Value) -> String {
         Value::Bool(b) => (if *b { "True" } else { "False" }).into(),
         Value::Number(n) => python_number(n),
         Value::String(s) => repr_str(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(repr).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(repr).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(map) => {
-            format!("{{{}}}", map.iter().map(|(k, v)| format!("{}: {}", repr_str(k), repr(v))).collect::<Vec<_>>().join(", "))
+            format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(k, v)| format!("{}: {}", repr_str(k), repr(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
     }
 }
 
 /// `repr(str)`: single quotes unless the text has a single quote and no double quote.
 pub fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -132,7 +145,9 @@ pub fn repr_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -160,7 +175,11 @@ pub fn json_error(text: &str) -> Option<String> {
     let mut p = Parser { s: &chars, i: 0 };
     let result = p.ws().and_then(|_| p.value()).and_then(|_| {
         p.ws()?;
-        if p.i < chars.len() { Err(("Extra data", p.i)) } else { Ok(()) }
+        if p.i < chars.len() {
+            Err(("Extra data", p.i))
+        } else {
+            Ok(())
+        }
     });
     match result {
         Ok(()) => None,
@@ -232,7 +251,9 @@ impl Parser<'_> {
             }
             _ => return Err(("Expecting value", start)),
         }
-        if self.peek() == Some('.') && matches!(self.s.get(self.i + 1), Some(c) if c.is_ascii_digit()) {
+        if self.peek() == Some('.')
+            && matches!(self.s.get(self.i + 1), Some(c) if c.is_ascii_digit())
+        {
             self.i += 1;
             while matches!(self.peek(), Some(c) if c.is_ascii_digit()) {
                 self.i += 1;
@@ -282,7 +303,9 @@ impl Parser<'_> {
                         Some(_) => return Err(("Invalid \\escape", esc_pos)),
                     }
                 }
-                Some(c) if (c as u32) < 0x20 => return Err(("Invalid control character at", self.i)),
+                Some(c) if (c as u32) < 0x20 => {
+                    return Err(("Invalid control character at", self.i));
+                }
                 Some(_) => self.i += 1,
             }
         }
@@ -352,8 +375,14 @@ mod tests {
 
     #[test]
     fn dumps_matches_python() {
-        assert_eq!(dumps(&json!({"command": "echo hi", "security_risk": "LOW"})), r#"{"command": "echo hi", "security_risk": "LOW"}"#);
-        assert_eq!(dumps(&json!({"a": [1, 2.5, null, true], "é": "\n"})), r#"{"a": [1, 2.5, null, true], "\u00e9": "\n"}"#);
+        assert_eq!(
+            dumps(&json!({"command": "echo hi", "security_risk": "LOW"})),
+            r#"{"command": "echo hi", "security_risk": "LOW"}"#
+        );
+        assert_eq!(
+            dumps(&json!({"a": [1, 2.5, null, true], "é": "\n"})),
+            r#"{"a": [1, 2.5, null, true], "\u00e9": "\n"}"#
+        );
         assert_eq!(dumps(&json!({"x": 1.0})), r#"{"x": 1.0}"#);
         assert_eq!(dumps(&json!("😀")), r#""\ud83d\ude00""#);
         assert_eq!(python_float(1e20), "1e+20");
@@ -364,7 +393,10 @@ mod tests {
 
     #[test]
     fn repr_matches_python() {
-        assert_eq!(repr(&json!({"a": 1, "b": null, "c": "it's", "d": [true]})), r#"{'a': 1, 'b': None, 'c': "it's", 'd': [True]}"#);
+        assert_eq!(
+            repr(&json!({"a": 1, "b": null, "c": "it's", "d": [true]})),
+            r#"{'a': 1, 'b': None, 'c': "it's", 'd': [True]}"#
+        );
         assert_eq!(repr(&json!({})), "{}");
         assert_eq!(type_name(&json!(-1)), "int");
         assert_eq!(type_name(&json!(1.5)), "float");
@@ -372,15 +404,42 @@ mod tests {
 
     #[test]
     fn json_errors_match_python() {
-        assert_eq!(json_error(r#"{"command": "echo hi", "#).as_deref(), Some("Expecting property name enclosed in double quotes: line 1 column 24 (char 23)"));
-        assert_eq!(json_error("{bad json").as_deref(), Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"));
-        assert_eq!(json_error("{not json").as_deref(), Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"));
-        assert_eq!(json_error("").as_deref(), Some("Expecting value: line 1 column 1 (char 0)"));
-        assert_eq!(json_error(r#"{"a" 1}"#).as_deref(), Some("Expecting ':' delimiter: line 1 column 6 (char 5)"));
-        assert_eq!(json_error(r#"{"a": 1 "b": 2}"#).as_deref(), Some("Expecting ',' delimiter: line 1 column 9 (char 8)"));
-        assert_eq!(json_error(r#"{"a": "x"#).as_deref(), Some("Unterminated string starting at: line 1 column 7 (char 6)"));
-        assert_eq!(json_error("{} x").as_deref(), Some("Extra data: line 1 column 4 (char 3)"));
-        assert_eq!(json_error("{\n\"a\": }").as_deref(), Some("Expecting value: line 2 column 6 (char 7)"));
+        assert_eq!(
+            json_error(r#"{"command": "echo hi", "#).as_deref(),
+            Some("Expecting property name enclosed in double quotes: line 1 column 24 (char 23)")
+        );
+        assert_eq!(
+            json_error("{bad json").as_deref(),
+            Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+        );
+        assert_eq!(
+            json_error("{not json").as_deref(),
+            Some("Expecting property name enclosed in double quotes: line 1 column 2 (char 1)")
+        );
+        assert_eq!(
+            json_error("").as_deref(),
+            Some("Expecting value: line 1 column 1 (char 0)")
+        );
+        assert_eq!(
+            json_error(r#"{"a" 1}"#).as_deref(),
+            Some("Expecting ':' delimiter: line 1 column 6 (char 5)")
+        );
+        assert_eq!(
+            json_error(r#"{"a": 1 "b": 2}"#).as_deref(),
+            Some("Expecting ',' delimiter: line 1 column 9 (char 8)")
+        );
+        assert_eq!(
+            json_error(r#"{"a": "x"#).as_deref(),
+            Some("Unterminated string starting at: line 1 column 7 (char 6)")
+        );
+        assert_eq!(
+            json_error("{} x").as_deref(),
+            Some("Extra data: line 1 column 4 (char 3)")
+        );
+        assert_eq!(
+            json_error("{\n\"a\": }").as_deref(),
+            Some("Expecting value: line 2 column 6 (char 7)")
+        );
         assert_eq!(json_error(r#"{"a": [1, 2], "b": {"c": null}}"#), None);
     }
 }

@@ -13,13 +13,20 @@ const INSTRUCTIONS_SEPARATOR: &str = "\n\n---\n\n";
 
 /// Function-call ids carry the `fc` prefix on this API.
 fn fc_id(id: &str) -> String {
-    if id.starts_with("fc") { id.to_string() } else { format!("fc_{id}") }
+    if id.starts_with("fc") {
+        id.to_string()
+    } else {
+        format!("fc_{id}")
+    }
 }
 
 fn texts(content: &Value) -> Vec<String> {
     match content {
         Value::String(s) => vec![s.clone()],
-        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string)).collect(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -49,11 +56,20 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> Value {
                     }
                     input.push(r);
                 }
-                let text: Vec<Value> = texts(content).into_iter().filter(|t| !t.is_empty()).map(|t| json!({"type": "output_text", "text": t})).collect();
+                let text: Vec<Value> = texts(content)
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| json!({"type": "output_text", "text": t}))
+                    .collect();
                 if !text.is_empty() {
                     input.push(json!({"type": "message", "role": "assistant", "content": text}));
                 }
-                for tc in m.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                for tc in m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let id = fc_id(tc.get("id").and_then(Value::as_str).unwrap_or_default());
                     input.push(json!({"type": "function_call", "id": id, "call_id": id,
                         "name": tc.pointer("/function/name").cloned().unwrap_or(json!("")),
@@ -61,9 +77,15 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> Value {
                 }
             }
             "tool" => {
-                let call_id = fc_id(m.get("tool_call_id").and_then(Value::as_str).unwrap_or_default());
+                let call_id = fc_id(
+                    m.get("tool_call_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                );
                 for t in texts(content) {
-                    input.push(json!({"type": "function_call_output", "call_id": call_id, "output": t}));
+                    input.push(
+                        json!({"type": "function_call_output", "call_id": call_id, "output": t}),
+                    );
                 }
             }
             _ => {
@@ -90,7 +112,10 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> Value {
     body.insert("input".into(), Value::Array(input));
     body.insert("include".into(), json!(["reasoning.encrypted_content"]));
     if !instructions.is_empty() {
-        body.insert("instructions".into(), json!(instructions.join(INSTRUCTIONS_SEPARATOR)));
+        body.insert(
+            "instructions".into(),
+            json!(instructions.join(INSTRUCTIONS_SEPARATOR)),
+        );
     }
     if let Some(max) = cfg.max_output_tokens.or(features.default_max_output) {
         body.insert("max_output_tokens".into(), json!(max));
@@ -128,7 +153,9 @@ pub fn build_body(cfg: &LlmConfig, route: &Route, req: &LlmRequest) -> Value {
 /// Parses a Responses reply.
 pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
     let Some(output) = body.get("output").and_then(Value::as_array) else {
-        return Err(LlmError::no_response(format!("Responses reply without output: {body}")));
+        return Err(LlmError::no_response(format!(
+            "Responses reply without output: {body}"
+        )));
     };
     let mut text: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -136,16 +163,34 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
     for item in output {
         match item.get("type").and_then(Value::as_str) {
             Some("message") => {
-                for c in item.get("content").and_then(Value::as_array).into_iter().flatten() {
+                for c in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(t) = c.get("text").and_then(Value::as_str) {
                         text.get_or_insert_with(String::new).push_str(t);
                     }
                 }
             }
             Some("function_call") => tool_calls.push(ToolCall {
-                id: item.get("call_id").or_else(|| item.get("id")).and_then(Value::as_str).unwrap_or_default().to_string(),
-                name: item.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-                arguments: item.get("arguments").and_then(Value::as_str).unwrap_or("{}").to_string(),
+                id: item
+                    .get("call_id")
+                    .or_else(|| item.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                name: item
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                arguments: item
+                    .get("arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("{}")
+                    .to_string(),
                 origin: "responses",
             }),
             Some("reasoning") => {
@@ -157,7 +202,11 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
                     .filter_map(|s| s.get("text").and_then(Value::as_str).map(|t| json!(t)))
                     .collect();
                 let content = item.get("content").and_then(Value::as_array).map(|cs| {
-                    Value::Array(cs.iter().filter_map(|c| c.get("text").and_then(Value::as_str).map(|t| json!(t))).collect())
+                    Value::Array(
+                        cs.iter()
+                            .filter_map(|c| c.get("text").and_then(Value::as_str).map(|t| json!(t)))
+                            .collect(),
+                    )
                 });
                 reasoning_item = Some(json!({
                     "id": item.get("id").cloned().unwrap_or(Value::Null),
@@ -172,7 +221,11 @@ pub fn parse_response(body: &Value) -> Result<LlmResponse, LlmError> {
     }
     let usage = body.get("usage").cloned().unwrap_or(Value::Null);
     Ok(LlmResponse {
-        id: body.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+        id: body
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         content: text,
         tool_calls,
         reasoning_content: None,
@@ -198,7 +251,9 @@ mod tests {
 
     #[test]
     fn body_matches_capture() {
-        let cfg = LlmConfig::from_json(&json!({"model": "openai/gpt-5-mini", "base_url": "http://x/v1"})).unwrap();
+        let cfg =
+            LlmConfig::from_json(&json!({"model": "openai/gpt-5-mini", "base_url": "http://x/v1"}))
+                .unwrap();
         let messages = vec![
             json!({"role": "system", "content": [{"type": "text", "text": "SYS"}]}),
             json!({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
@@ -206,7 +261,9 @@ mod tests {
                 {"id": "call_1", "type": "function", "function": {"name": "terminal", "arguments": "{}"}}]}),
             json!({"role": "tool", "content": [{"type": "text", "text": "out"}], "tool_call_id": "call_1", "name": "terminal"}),
         ];
-        let tools = vec![json!({"type": "function", "function": {"name": "finish", "description": "d", "parameters": {"type": "object"}}})];
+        let tools = vec![
+            json!({"type": "function", "function": {"name": "finish", "description": "d", "parameters": {"type": "object"}}}),
+        ];
         let body = build_body(&cfg, &route(&cfg), &LlmRequest { messages, tools });
         assert_eq!(
             body,
@@ -241,7 +298,10 @@ mod tests {
         assert_eq!(r.content.as_deref(), Some("ok"));
         assert_eq!(r.tool_calls[0].id, "call_2");
         assert_eq!(r.tool_calls[0].origin, "responses");
-        assert_eq!(r.responses_reasoning_item.as_ref().unwrap()["encrypted_content"], "enc");
+        assert_eq!(
+            r.responses_reasoning_item.as_ref().unwrap()["encrypted_content"],
+            "enc"
+        );
         assert_eq!(r.usage.reasoning_tokens, 3);
     }
 }

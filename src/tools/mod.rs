@@ -24,7 +24,15 @@ use self::terminal::Terminal;
 
 /// Tool names registered in the server, in the order `GET /api/tools/` lists them (API.md §7).
 /// `finish` and `think` are built into every agent and not listed.
-pub const REGISTERED_TOOLS: &[&str] = &["file_editor", "task_tracker", "terminal", "browser_tool_set", "glob", "grep", "planning_file_editor"];
+pub const REGISTERED_TOOLS: &[&str] = &[
+    "file_editor",
+    "task_tracker",
+    "terminal",
+    "browser_tool_set",
+    "glob",
+    "grep",
+    "planning_file_editor",
+];
 
 /// The tools this server can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,9 +87,15 @@ impl ToolKind {
 
     /// The tool that takes an action of kind `action_kind`.
     pub fn for_action(action_kind: &str) -> Option<ToolKind> {
-        [ToolKind::Terminal, ToolKind::FileEditor, ToolKind::TaskTracker, ToolKind::Finish, ToolKind::Think]
-            .into_iter()
-            .find(|k| k.action_kind() == action_kind)
+        [
+            ToolKind::Terminal,
+            ToolKind::FileEditor,
+            ToolKind::TaskTracker,
+            ToolKind::Finish,
+            ToolKind::Think,
+        ]
+        .into_iter()
+        .find(|k| k.action_kind() == action_kind)
     }
 }
 
@@ -103,8 +117,15 @@ impl ToolSet {
             let name = spec.get("name").and_then(Value::as_str).unwrap_or_default();
             let kind = match ToolKind::from_name(name) {
                 Some(k) if !k.is_read_only() => k,
-                _ if REGISTERED_TOOLS.contains(&name) => return Err(format!("Tool '{name}' is not available in this server")),
-                _ => return Err(format!("ToolDefinition '{name}' is not registered. Available tools: {}", REGISTERED_TOOLS.join(", "))),
+                _ if REGISTERED_TOOLS.contains(&name) => {
+                    return Err(format!("Tool '{name}' is not available in this server"));
+                }
+                _ => {
+                    return Err(format!(
+                        "ToolDefinition '{name}' is not registered. Available tools: {}",
+                        REGISTERED_TOOLS.join(", ")
+                    ));
+                }
             };
             if kinds.contains(&kind) {
                 return Err(format!("Duplicate tool name: {name}"));
@@ -117,12 +138,16 @@ impl ToolSet {
             kinds.push(kind);
         }
         if let Some(re) = filter_tools_regex.filter(|r| !r.is_empty()) {
-            let re = regex::Regex::new(&format!("^(?:{re})")).map_err(|e| format!("invalid filter_tools_regex: {e}"))?;
+            let re = regex::Regex::new(&format!("^(?:{re})"))
+                .map_err(|e| format!("invalid filter_tools_regex: {e}"))?;
             kinds.retain(|k| re.is_match(k.name()));
         }
         kinds.push(ToolKind::Finish);
         kinds.push(ToolKind::Think);
-        Ok(ToolSet { kinds, terminal_params })
+        Ok(ToolSet {
+            kinds,
+            terminal_params,
+        })
     }
 
     pub fn kinds(&self) -> &[ToolKind] {
@@ -140,7 +165,10 @@ impl ToolSet {
 
     /// The `tools` array for the LLM and the SystemPromptEvent.
     pub fn definitions(&self, working_dir: &str, vision: bool) -> Vec<Value> {
-        self.kinds.iter().map(|k| spec::definition(*k, working_dir, vision)).collect()
+        self.kinds
+            .iter()
+            .map(|k| spec::definition(*k, working_dir, vision))
+            .collect()
     }
 }
 
@@ -148,7 +176,10 @@ impl ToolSet {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SecretSource {
     Static(String),
-    Lookup { url: String, headers: Vec<(String, String)> },
+    Lookup {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
 }
 
 impl SecretSource {
@@ -157,15 +188,24 @@ impl SecretSource {
     pub fn from_json(v: &Value) -> Option<SecretSource> {
         match v {
             Value::String(s) => Some(SecretSource::Static(s.clone())),
-            Value::Object(o) if o.get("kind").and_then(Value::as_str) == Some("LookupSecret") => Some(SecretSource::Lookup {
-                url: o.get("url")?.as_str()?.to_string(),
-                headers: o
-                    .get("headers")
-                    .and_then(Value::as_object)
-                    .map(|h| h.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-                    .unwrap_or_default(),
-            }),
-            Value::Object(o) => o.get("value").and_then(Value::as_str).map(|s| SecretSource::Static(s.to_string())),
+            Value::Object(o) if o.get("kind").and_then(Value::as_str) == Some("LookupSecret") => {
+                Some(SecretSource::Lookup {
+                    url: o.get("url")?.as_str()?.to_string(),
+                    headers: o
+                        .get("headers")
+                        .and_then(Value::as_object)
+                        .map(|h| {
+                            h.iter()
+                                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            }
+            Value::Object(o) => o
+                .get("value")
+                .and_then(Value::as_str)
+                .map(|s| SecretSource::Static(s.to_string())),
             _ => None,
         }
     }
@@ -195,10 +235,19 @@ pub struct ToolRuntime {
 impl ToolRuntime {
     /// Creates the runtime (loads TASKS.json; the terminal starts on first use).
     pub fn new(cfg: &RuntimeConfig, tools: &ToolSet) -> ToolRuntime {
-        let no_change = tools.terminal_params.get("no_change_timeout_seconds").and_then(Value::as_f64).filter(|s| *s > 0.0);
+        let no_change = tools
+            .terminal_params
+            .get("no_change_timeout_seconds")
+            .and_then(Value::as_f64)
+            .filter(|s| *s > 0.0);
         let secrets: Secrets = Arc::new(RwLock::new(Vec::new()));
         ToolRuntime {
-            terminal: Terminal::new(&cfg.working_dir, cfg.conversation_dir.as_deref(), no_change, secrets.clone()),
+            terminal: Terminal::new(
+                &cfg.working_dir,
+                cfg.conversation_dir.as_deref(),
+                no_change,
+                secrets.clone(),
+            ),
             editor: Arc::new(FileEditor::new(&cfg.working_dir)),
             tasks: Arc::new(TaskTracker::load(cfg.conversation_dir.as_deref())),
             secrets,
@@ -209,7 +258,11 @@ impl ToolRuntime {
     pub fn set_secrets(&self, secret_sources: &Value) {
         let list: Vec<(String, SecretSource)> = secret_sources
             .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| SecretSource::from_json(v).map(|s| (k.clone(), s))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| SecretSource::from_json(v).map(|s| (k.clone(), s)))
+                    .collect()
+            })
             .unwrap_or_default();
         if let Ok(mut s) = self.secrets.write() {
             *s = list;
@@ -218,7 +271,10 @@ impl ToolRuntime {
 
     /// Executes an action (the `action` object of an ActionEvent) and returns the observation.
     pub async fn execute(&self, action: &Value) -> Value {
-        let kind = action.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let kind = action
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match ToolKind::for_action(kind) {
             Some(ToolKind::Terminal) => self.terminal.execute(action).await,
             Some(ToolKind::FileEditor) => {
@@ -237,11 +293,18 @@ impl ToolRuntime {
                 })
             }
             Some(ToolKind::Finish) => {
-                let message = action.get("message").and_then(Value::as_str).unwrap_or_default();
+                let message = action
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 json!({"kind": "FinishObservation", "content": [text_part(message)], "is_error": false})
             }
-            Some(ToolKind::Think) => json!({"kind": "ThinkObservation", "content": [text_part("Your thought has been logged.")], "is_error": false}),
-            None => json!({"kind": "AgentErrorObservation", "content": [text_part(&format!("No executor for action kind '{kind}'"))], "is_error": true}),
+            Some(ToolKind::Think) => {
+                json!({"kind": "ThinkObservation", "content": [text_part("Your thought has been logged.")], "is_error": false})
+            }
+            None => {
+                json!({"kind": "AgentErrorObservation", "content": [text_part(&format!("No executor for action kind '{kind}'"))], "is_error": true})
+            }
         }
     }
 
@@ -287,17 +350,33 @@ mod tests {
 
     #[test]
     fn resolves_agent_tools_in_order() {
-        let set = ToolSet::from_agent(&json!([{"name": "terminal"}, {"name": "file_editor"}, {"name": "task_tracker"}]), None).unwrap();
-        assert_eq!(set.names(), ["terminal", "file_editor", "task_tracker", "finish", "think"]);
+        let set = ToolSet::from_agent(
+            &json!([{"name": "terminal"}, {"name": "file_editor"}, {"name": "task_tracker"}]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            set.names(),
+            ["terminal", "file_editor", "task_tracker", "finish", "think"]
+        );
         let set = ToolSet::from_agent(&json!([{"name": "file_editor"}, {"name": "terminal", "params": {"no_change_timeout_seconds": 3}}]), None).unwrap();
         assert_eq!(set.names(), ["file_editor", "terminal", "finish", "think"]);
         assert_eq!(set.terminal_params["no_change_timeout_seconds"], json!(3));
-        let set = ToolSet::from_agent(&json!([{"name": "terminal"}, {"name": "file_editor"}]), Some("term.*")).unwrap();
+        let set = ToolSet::from_agent(
+            &json!([{"name": "terminal"}, {"name": "file_editor"}]),
+            Some("term.*"),
+        )
+        .unwrap();
         assert_eq!(set.names(), ["terminal", "finish", "think"]);
-        assert!(ToolSet::from_agent(&json!([{"name": "terminal"}, {"name": "terminal"}]), None).is_err());
+        assert!(
+            ToolSet::from_agent(&json!([{"name": "terminal"}, {"name": "terminal"}]), None)
+                .is_err()
+        );
         assert!(ToolSet::from_agent(&json!([{"name": "nope"}]), None).is_err());
         assert!(ToolSet::from_agent(&json!([{"name": "glob"}]), None).is_err());
-        let defs = ToolSet::from_agent(&json!([]), None).unwrap().definitions("/w", false);
+        let defs = ToolSet::from_agent(&json!([]), None)
+            .unwrap()
+            .definitions("/w", false);
         assert_eq!(defs.len(), 2);
     }
 
@@ -310,23 +389,45 @@ mod tests {
 
     #[test]
     fn secret_sources_parse() {
-        assert_eq!(SecretSource::from_json(&json!({"kind": "StaticSecret", "value": "v"})), Some(SecretSource::Static("v".into())));
         assert_eq!(
-            SecretSource::from_json(&json!({"kind": "LookupSecret", "url": "http://x", "headers": {"A": "b"}})),
-            Some(SecretSource::Lookup { url: "http://x".into(), headers: vec![("A".into(), "b".into())] })
+            SecretSource::from_json(&json!({"kind": "StaticSecret", "value": "v"})),
+            Some(SecretSource::Static("v".into()))
         );
-        assert_eq!(SecretSource::from_json(&json!({"kind": "StaticSecret", "value": null})), None);
+        assert_eq!(
+            SecretSource::from_json(
+                &json!({"kind": "LookupSecret", "url": "http://x", "headers": {"A": "b"}})
+            ),
+            Some(SecretSource::Lookup {
+                url: "http://x".into(),
+                headers: vec![("A".into(), "b".into())]
+            })
+        );
+        assert_eq!(
+            SecretSource::from_json(&json!({"kind": "StaticSecret", "value": null})),
+            None
+        );
     }
 
     #[tokio::test]
     async fn finish_and_think_observations() {
         let dir = tempfile::tempdir().unwrap();
         let set = ToolSet::from_agent(&json!([]), None).unwrap();
-        let rt = ToolRuntime::new(&RuntimeConfig { working_dir: dir.path().into(), conversation_dir: None }, &set);
+        let rt = ToolRuntime::new(
+            &RuntimeConfig {
+                working_dir: dir.path().into(),
+                conversation_dir: None,
+            },
+            &set,
+        );
         assert_eq!(
-            rt.execute(&json!({"kind": "FinishAction", "message": "All done."})).await,
+            rt.execute(&json!({"kind": "FinishAction", "message": "All done."}))
+                .await,
             json!({"kind": "FinishObservation", "content": [{"cache_prompt": false, "type": "text", "text": "All done."}], "is_error": false})
         );
-        assert_eq!(rt.execute(&json!({"kind": "ThinkAction", "thought": "t"})).await["content"][0]["text"], "Your thought has been logged.");
+        assert_eq!(
+            rt.execute(&json!({"kind": "ThinkAction", "thought": "t"}))
+                .await["content"][0]["text"],
+            "Your thought has been logged."
+        );
     }
 }

@@ -55,15 +55,19 @@ Notes:
 * Long outputs are shortened in the middle; search with `grep -n` first and view a `view_range` instead.
 * Several independent edits can be sent as several tool calls in the same message.";
 
-const FILE_EDITOR_IMAGE_NOTE: &str = "\n* Viewing an image file (png, jpg, jpeg, gif, webp, bmp) shows the image itself.";
+const FILE_EDITOR_IMAGE_NOTE: &str =
+    "\n* Viewing an image file (png, jpg, jpeg, gif, webp, bmp) shows the image itself.";
 
-const FILE_EDITOR_COMMAND: &str = "The operation: `view`, `create`, `str_replace`, `insert` or `undo_edit`.";
-const FILE_EDITOR_PATH: &str = "Absolute path of the file or directory, e.g. `/workspace/src/main.py`.";
+const FILE_EDITOR_COMMAND: &str =
+    "The operation: `view`, `create`, `str_replace`, `insert` or `undo_edit`.";
+const FILE_EDITOR_PATH: &str =
+    "Absolute path of the file or directory, e.g. `/workspace/src/main.py`.";
 const FILE_EDITOR_FILE_TEXT: &str = "Content of the new file (required for `create`).";
 const FILE_EDITOR_OLD_STR: &str = "Exact text to replace (required for `str_replace`).";
 const FILE_EDITOR_NEW_STR: &str = "Replacement text for `str_replace` (may be empty to delete `old_str`), or the text to \
 add for `insert` (required there).";
-const FILE_EDITOR_INSERT_LINE: &str = "Line number after which `new_str` is inserted (required for `insert`; 0 = top of file).";
+const FILE_EDITOR_INSERT_LINE: &str =
+    "Line number after which `new_str` is inserted (required for `insert`; 0 = top of file).";
 const FILE_EDITOR_VIEW_RANGE: &str = "Optional `[start, end]` line range for `view` on a file, 1-based and inclusive; \
 `[start, -1]` shows everything from `start` to the end.";
 
@@ -84,7 +88,8 @@ or something blocks it: keep it `in_progress` and add a task for the blocker.
 
 Update the list as soon as a task starts or finishes instead of batching updates, and add tasks you discover on the way.";
 
-const TASK_TRACKER_COMMAND: &str = "`view` shows the task list; `plan` replaces it with `task_list`.";
+const TASK_TRACKER_COMMAND: &str =
+    "`view` shows the task list; `plan` replaces it with `task_list`.";
 const TASK_LIST: &str = "The complete task list, required for `plan`.";
 const TASK_TITLE: &str = "Short title of the task.";
 const TASK_NOTES: &str = "Optional details about the task.";
@@ -95,7 +100,8 @@ without the user. The message should say what was done and what came out of it, 
 suggested next steps, or questions for the user.";
 const FINISH_MESSAGE: &str = "The final message for the user.";
 
-const THINK_DESCRIPTION: &str = "Write down a thought. This changes nothing and fetches nothing: it only records the \
+const THINK_DESCRIPTION: &str =
+    "Write down a thought. This changes nothing and fetches nothing: it only records the \
 reasoning in the conversation.
 
 Useful to:
@@ -196,7 +202,12 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn problem(&mut self, loc: &str, kind: &'static str, msg: String, input: &Value) {
-        self.problems.push(Problem { loc: loc.to_string(), msg, kind, input: input.clone() });
+        self.problems.push(Problem {
+            loc: loc.to_string(),
+            msg,
+            kind,
+            input: input.clone(),
+        });
     }
 
     fn string(&mut self, name: &str, required: bool) -> Value {
@@ -211,7 +222,12 @@ impl<'a> Reader<'a> {
             Some(Value::String(s)) => json!(s),
             Some(other) => {
                 let other = other.clone();
-                self.problem(name, "string_type", "Input should be a valid string".into(), &other);
+                self.problem(
+                    name,
+                    "string_type",
+                    "Input should be a valid string".into(),
+                    &other,
+                );
                 Value::Null
             }
         }
@@ -226,7 +242,12 @@ impl<'a> Reader<'a> {
                 Some(x) if x == 1.0 => json!(true),
                 _ => {
                     let v = v.clone();
-                    self.problem(name, "bool_parsing", "Input should be a valid boolean, unable to interpret input".into(), &v);
+                    self.problem(
+                        name,
+                        "bool_parsing",
+                        "Input should be a valid boolean, unable to interpret input".into(),
+                        &v,
+                    );
                     Value::Null
                 }
             },
@@ -235,13 +256,23 @@ impl<'a> Reader<'a> {
                 "false" | "0" | "no" | "off" | "f" | "n" => json!(false),
                 _ => {
                     let v = v.clone();
-                    self.problem(name, "bool_parsing", "Input should be a valid boolean, unable to interpret input".into(), &v);
+                    self.problem(
+                        name,
+                        "bool_parsing",
+                        "Input should be a valid boolean, unable to interpret input".into(),
+                        &v,
+                    );
                     Value::Null
                 }
             },
             Some(other) => {
                 let other = other.clone();
-                self.problem(name, "bool_type", "Input should be a valid boolean".into(), &other);
+                self.problem(
+                    name,
+                    "bool_type",
+                    "Input should be a valid boolean".into(),
+                    &other,
+                );
                 Value::Null
             }
         }
@@ -261,11 +292,21 @@ impl<'a> Reader<'a> {
         match x {
             Some(x) if x >= 0.0 => json!(x),
             Some(_) => {
-                self.problem(name, "greater_than_equal", "Input should be greater than or equal to 0".into(), &raw);
+                self.problem(
+                    name,
+                    "greater_than_equal",
+                    "Input should be greater than or equal to 0".into(),
+                    &raw,
+                );
                 Value::Null
             }
             None => {
-                self.problem(name, "float_parsing", "Input should be a valid number, unable to parse string as a number".into(), &raw);
+                self.problem(
+                    name,
+                    "float_parsing",
+                    "Input should be a valid number, unable to parse string as a number".into(),
+                    &raw,
+                );
                 Value::Null
             }
         }
@@ -274,14 +315,22 @@ impl<'a> Reader<'a> {
     /// An integer (lax: integral floats and numeric strings accepted).
     fn int_value(&mut self, loc: &str, raw: &Value) -> Option<i64> {
         let parsed = match raw {
-            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+            Value::Number(n) => n
+                .as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
             Value::String(s) => s.trim().parse::<i64>().ok(),
             _ => None,
         };
         if parsed.is_none() {
             let (kind, msg) = match raw {
-                Value::Number(_) => ("int_from_float", "Input should be a valid integer, got a number with a fractional part"),
-                Value::String(_) => ("int_parsing", "Input should be a valid integer, unable to parse string as an integer"),
+                Value::Number(_) => (
+                    "int_from_float",
+                    "Input should be a valid integer, got a number with a fractional part",
+                ),
+                Value::String(_) => (
+                    "int_parsing",
+                    "Input should be a valid integer, unable to parse string as an integer",
+                ),
                 _ => ("int_type", "Input should be a valid integer"),
             };
             self.problem(loc, kind, msg.into(), raw);
@@ -295,7 +344,11 @@ impl<'a> Reader<'a> {
             1 => format!("'{}'", allowed[0]),
             n => format!(
                 "{} or '{}'",
-                allowed[..n - 1].iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", "),
+                allowed[..n - 1]
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 allowed[n - 1]
             ),
         };
@@ -309,17 +362,31 @@ impl<'a> Reader<'a> {
             (Some(Value::String(s)), _) if allowed.contains(&s.as_str()) => json!(s),
             (Some(other), _) => {
                 let other = other.clone();
-                self.problem(name, "literal_error", format!("Input should be {expected}"), &other);
+                self.problem(
+                    name,
+                    "literal_error",
+                    format!("Input should be {expected}"),
+                    &other,
+                );
                 Value::Null
             }
         }
     }
 
     fn reject_extra(&mut self, allowed: &[&str]) {
-        let extras: Vec<(String, Value)> =
-            self.args.iter().filter(|(k, _)| !allowed.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extras: Vec<(String, Value)> = self
+            .args
+            .iter()
+            .filter(|(k, _)| !allowed.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (k, v) in extras {
-            self.problem(&k, "extra_forbidden", "Extra inputs are not permitted".into(), &v);
+            self.problem(
+                &k,
+                "extra_forbidden",
+                "Extra inputs are not permitted".into(),
+                &v,
+            );
         }
     }
 
@@ -328,7 +395,10 @@ impl<'a> Reader<'a> {
             return Ok(action);
         }
         let n = self.problems.len();
-        let mut out = format!("{n} validation error{} for {model}", if n == 1 { "" } else { "s" });
+        let mut out = format!(
+            "{n} validation error{} for {model}",
+            if n == 1 { "" } else { "s" }
+        );
         for p in &self.problems {
             out.push_str(&format!(
                 "\n{}\n  {} [type={}, input_value={}, input_type={}]\n    For further information visit https://errors.pydantic.dev/2.12/v/{}",
@@ -359,7 +429,10 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
     let mut args = args.clone();
     match kind {
         ToolKind::Terminal => {
-            let mut r = Reader { args: &args, problems: Vec::new() };
+            let mut r = Reader {
+                args: &args,
+                problems: Vec::new(),
+            };
             let command = r.string("command", true);
             let is_input = r.boolean("is_input", false);
             let timeout = r.non_negative_float("timeout");
@@ -370,8 +443,15 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
         }
         ToolKind::FileEditor => {
             decode_nested(&mut args, "view_range");
-            let mut r = Reader { args: &args, problems: Vec::new() };
-            let command = r.literal("command", &["view", "create", "str_replace", "insert", "undo_edit"], None);
+            let mut r = Reader {
+                args: &args,
+                problems: Vec::new(),
+            };
+            let command = r.literal(
+                "command",
+                &["view", "create", "str_replace", "insert", "undo_edit"],
+                None,
+            );
             let path = r.string("path", true);
             let file_text = r.string("file_text", false);
             let old_str = r.string("old_str", false);
@@ -381,7 +461,12 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
                 Some(raw) => match r.int_value("insert_line", raw) {
                     Some(i) if i >= 0 => json!(i),
                     Some(_) => {
-                        r.problem("insert_line", "greater_than_equal", "Input should be greater than or equal to 0".into(), raw);
+                        r.problem(
+                            "insert_line",
+                            "greater_than_equal",
+                            "Input should be greater than or equal to 0".into(),
+                            raw,
+                        );
                         Value::Null
                     }
                     None => Value::Null,
@@ -399,18 +484,34 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
                     Value::Array(out)
                 }
                 Some(other) => {
-                    r.problem("view_range", "list_type", "Input should be a valid list".into(), other);
+                    r.problem(
+                        "view_range",
+                        "list_type",
+                        "Input should be a valid list".into(),
+                        other,
+                    );
                     Value::Null
                 }
             };
-            r.reject_extra(&["command", "path", "file_text", "old_str", "new_str", "insert_line", "view_range"]);
+            r.reject_extra(&[
+                "command",
+                "path",
+                "file_text",
+                "old_str",
+                "new_str",
+                "insert_line",
+                "view_range",
+            ]);
             let action = json!({"kind": "FileEditorAction", "command": command, "path": path, "file_text": file_text,
                 "old_str": old_str, "new_str": new_str, "insert_line": insert_line, "view_range": view_range});
             r.finish("FileEditorAction", action)
         }
         ToolKind::TaskTracker => {
             decode_nested(&mut args, "task_list");
-            let mut r = Reader { args: &args, problems: Vec::new() };
+            let mut r = Reader {
+                args: &args,
+                problems: Vec::new(),
+            };
             let command = r.literal("command", &["view", "plan"], Some("view"));
             let mut tasks = Vec::new();
             match args.get("task_list") {
@@ -418,16 +519,25 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
                 Some(Value::Array(items)) => {
                     for (i, item) in items.iter().enumerate() {
                         let Value::Object(obj) = item else {
-                            r.problem(&format!("task_list.{i}"), "model_type", "Input should be a valid dictionary or instance of TaskItem".into(), item);
+                            r.problem(
+                                &format!("task_list.{i}"),
+                                "model_type",
+                                "Input should be a valid dictionary or instance of TaskItem".into(),
+                                item,
+                            );
                             continue;
                         };
-                        let mut sub = Reader { args: obj, problems: Vec::new() };
+                        let mut sub = Reader {
+                            args: obj,
+                            problems: Vec::new(),
+                        };
                         let title = sub.string("title", true);
                         let notes = match obj.get("notes") {
                             None => json!(""),
                             Some(_) => sub.string("notes", true),
                         };
-                        let status = sub.literal("status", &["todo", "in_progress", "done"], Some("todo"));
+                        let status =
+                            sub.literal("status", &["todo", "in_progress", "done"], Some("todo"));
                         for mut p in sub.problems {
                             p.loc = format!("task_list.{i}.{}", p.loc);
                             r.problems.push(p);
@@ -435,23 +545,41 @@ pub fn parse_action(kind: ToolKind, args: &Map<String, Value>) -> Result<Value, 
                         tasks.push(json!({"title": title, "notes": notes, "status": status}));
                     }
                 }
-                Some(other) => r.problem("task_list", "list_type", "Input should be a valid list".into(), other),
+                Some(other) => r.problem(
+                    "task_list",
+                    "list_type",
+                    "Input should be a valid list".into(),
+                    other,
+                ),
             }
             r.reject_extra(&["command", "task_list"]);
-            let action = json!({"kind": "TaskTrackerAction", "command": command, "task_list": tasks});
+            let action =
+                json!({"kind": "TaskTrackerAction", "command": command, "task_list": tasks});
             r.finish("TaskTrackerAction", action)
         }
         ToolKind::Finish => {
-            let mut r = Reader { args: &args, problems: Vec::new() };
+            let mut r = Reader {
+                args: &args,
+                problems: Vec::new(),
+            };
             let message = r.string("message", true);
             r.reject_extra(&["message"]);
-            r.finish("FinishAction", json!({"kind": "FinishAction", "message": message}))
+            r.finish(
+                "FinishAction",
+                json!({"kind": "FinishAction", "message": message}),
+            )
         }
         ToolKind::Think => {
-            let mut r = Reader { args: &args, problems: Vec::new() };
+            let mut r = Reader {
+                args: &args,
+                problems: Vec::new(),
+            };
             let thought = r.string("thought", true);
             r.reject_extra(&["thought"]);
-            r.finish("ThinkAction", json!({"kind": "ThinkAction", "thought": thought}))
+            r.finish(
+                "ThinkAction",
+                json!({"kind": "ThinkAction", "thought": thought}),
+            )
         }
     }
 }
@@ -469,7 +597,16 @@ mod tests {
         match v {
             Value::Object(m) => Value::Object(
                 m.iter()
-                    .map(|(k, v)| (k.clone(), if k == "description" && v.is_string() { json!("<text>") } else { without_texts(v) }))
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            if k == "description" && v.is_string() {
+                                json!("<text>")
+                            } else {
+                                without_texts(v)
+                            },
+                        )
+                    })
                     .collect(),
             ),
             Value::Array(a) => Value::Array(a.iter().map(without_texts).collect()),
@@ -488,18 +625,53 @@ mod tests {
                 "security_risk": risk}, "required": ["command", "security_risk"]}}})
         );
         let fe = definition(ToolKind::FileEditor, "/w/s", false);
-        assert!(fe["function"]["description"].as_str().unwrap().contains("Your current working directory is: /w/s"));
-        assert!(!fe["function"]["description"].as_str().unwrap().contains("image file"));
-        assert!(definition(ToolKind::FileEditor, "/w", true)["function"]["description"].as_str().unwrap().contains("image file"));
-        assert_eq!(fe["function"]["parameters"]["required"], json!(["command", "path", "security_risk"]));
-        assert_eq!(fe["function"]["parameters"]["properties"]["view_range"]["items"], json!({"type": "integer"}));
+        assert!(
+            fe["function"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("Your current working directory is: /w/s")
+        );
+        assert!(
+            !fe["function"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("image file")
+        );
+        assert!(
+            definition(ToolKind::FileEditor, "/w", true)["function"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("image file")
+        );
+        assert_eq!(
+            fe["function"]["parameters"]["required"],
+            json!(["command", "path", "security_risk"])
+        );
+        assert_eq!(
+            fe["function"]["parameters"]["properties"]["view_range"]["items"],
+            json!({"type": "integer"})
+        );
         let tt = definition(ToolKind::TaskTracker, "/w", false);
-        assert_eq!(tt["function"]["parameters"]["required"], json!(["security_risk"]));
-        assert_eq!(tt["function"]["parameters"]["properties"]["task_list"]["items"]["required"], json!(["title"]));
+        assert_eq!(
+            tt["function"]["parameters"]["required"],
+            json!(["security_risk"])
+        );
+        assert_eq!(
+            tt["function"]["parameters"]["properties"]["task_list"]["items"]["required"],
+            json!(["title"])
+        );
         let think = definition(ToolKind::Think, "/w", false);
-        let keys: Vec<&String> = think["function"]["parameters"].as_object().unwrap().keys().collect();
+        let keys: Vec<&String> = think["function"]["parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
         assert_eq!(keys, ["type", "description", "properties", "required"]);
-        assert!(definition(ToolKind::Finish, "/w", false)["function"]["parameters"]["properties"].get("security_risk").is_none());
+        assert!(
+            definition(ToolKind::Finish, "/w", false)["function"]["parameters"]["properties"]
+                .get("security_risk")
+                .is_none()
+        );
     }
 
     #[test]
@@ -508,17 +680,32 @@ mod tests {
             parse_action(ToolKind::Terminal, &args(json!({"command": "ls"}))).unwrap(),
             json!({"kind": "TerminalAction", "command": "ls", "is_input": false, "timeout": null, "reset": false})
         );
-        assert_eq!(parse_action(ToolKind::Terminal, &args(json!({"command": "x", "timeout": 2}))).unwrap()["timeout"], json!(2.0));
+        assert_eq!(
+            parse_action(
+                ToolKind::Terminal,
+                &args(json!({"command": "x", "timeout": 2}))
+            )
+            .unwrap()["timeout"],
+            json!(2.0)
+        );
         assert_eq!(
             parse_action(ToolKind::Terminal, &args(json!({}))).unwrap_err(),
             "1 validation error for TerminalAction\ncommand\n  Field required [type=missing, input_value={}, input_type=dict]\n    For further information visit https://errors.pydantic.dev/2.12/v/missing"
         );
         assert_eq!(
-            parse_action(ToolKind::Terminal, &args(json!({"command": "echo extra", "bogus": 1}))).unwrap_err(),
+            parse_action(
+                ToolKind::Terminal,
+                &args(json!({"command": "echo extra", "bogus": 1}))
+            )
+            .unwrap_err(),
             "1 validation error for TerminalAction\nbogus\n  Extra inputs are not permitted [type=extra_forbidden, input_value=1, input_type=int]\n    For further information visit https://errors.pydantic.dev/2.12/v/extra_forbidden"
         );
         assert_eq!(
-            parse_action(ToolKind::Terminal, &args(json!({"command": "echo x", "timeout": -1}))).unwrap_err(),
+            parse_action(
+                ToolKind::Terminal,
+                &args(json!({"command": "echo x", "timeout": -1}))
+            )
+            .unwrap_err(),
             "1 validation error for TerminalAction\ntimeout\n  Input should be greater than or equal to 0 [type=greater_than_equal, input_value=-1, input_type=int]\n    For further information visit https://errors.pydantic.dev/2.12/v/greater_than_equal"
         );
     }
@@ -526,26 +713,52 @@ mod tests {
     #[test]
     fn file_editor_and_task_tracker() {
         assert_eq!(
-            parse_action(ToolKind::FileEditor, &args(json!({"command": "view", "path": "/a", "view_range": "[1, 2]"}))).unwrap(),
+            parse_action(
+                ToolKind::FileEditor,
+                &args(json!({"command": "view", "path": "/a", "view_range": "[1, 2]"}))
+            )
+            .unwrap(),
             json!({"kind": "FileEditorAction", "command": "view", "path": "/a", "file_text": null, "old_str": null,
                 "new_str": null, "insert_line": null, "view_range": [1, 2]})
         );
         assert_eq!(
-            parse_action(ToolKind::FileEditor, &args(json!({"command": "delete", "path": "/a"}))).unwrap_err(),
+            parse_action(
+                ToolKind::FileEditor,
+                &args(json!({"command": "delete", "path": "/a"}))
+            )
+            .unwrap_err(),
             "1 validation error for FileEditorAction\ncommand\n  Input should be 'view', 'create', 'str_replace', 'insert' or 'undo_edit' [type=literal_error, input_value='delete', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.12/v/literal_error"
         );
-        assert!(parse_action(ToolKind::FileEditor, &args(json!({"command": "insert", "path": "/a", "insert_line": -1}))).is_err());
+        assert!(
+            parse_action(
+                ToolKind::FileEditor,
+                &args(json!({"command": "insert", "path": "/a", "insert_line": -1}))
+            )
+            .is_err()
+        );
         assert_eq!(
             parse_action(ToolKind::TaskTracker, &args(json!({"command": "plan", "task_list": "[{\"title\": \"As string\", \"status\": \"todo\"}]"})))
                 .unwrap(),
             json!({"kind": "TaskTrackerAction", "command": "plan", "task_list": [{"title": "As string", "notes": "", "status": "todo"}]})
         );
         assert_eq!(
-            parse_action(ToolKind::TaskTracker, &args(json!({"command": "plan", "task_list": [{"title": "Bad", "status": "blocked"}]}))).unwrap_err(),
+            parse_action(
+                ToolKind::TaskTracker,
+                &args(
+                    json!({"command": "plan", "task_list": [{"title": "Bad", "status": "blocked"}]})
+                )
+            )
+            .unwrap_err(),
             "1 validation error for TaskTrackerAction\ntask_list.0.status\n  Input should be 'todo', 'in_progress' or 'done' [type=literal_error, input_value='blocked', input_type=str]\n    For further information visit https://errors.pydantic.dev/2.12/v/literal_error"
         );
-        assert_eq!(parse_action(ToolKind::TaskTracker, &args(json!({}))).unwrap(), json!({"kind": "TaskTrackerAction", "command": "view", "task_list": []}));
-        assert_eq!(parse_action(ToolKind::Finish, &args(json!({"message": "m"}))).unwrap(), json!({"kind": "FinishAction", "message": "m"}));
+        assert_eq!(
+            parse_action(ToolKind::TaskTracker, &args(json!({}))).unwrap(),
+            json!({"kind": "TaskTrackerAction", "command": "view", "task_list": []})
+        );
+        assert_eq!(
+            parse_action(ToolKind::Finish, &args(json!({"message": "m"}))).unwrap(),
+            json!({"kind": "FinishAction", "message": "m"})
+        );
         assert!(parse_action(ToolKind::Think, &args(json!({"thought": 1}))).is_err());
     }
 }

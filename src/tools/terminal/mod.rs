@@ -90,14 +90,22 @@ fn limit_history(text: String) -> (String, String) {
     }
     let skip = n - HISTORY_LINES;
     let kept = text.split('\n').skip(skip).collect::<Vec<_>>().join("\n");
-    (kept, format!("[Previous command outputs are truncated. Showing the last {HISTORY_LINES} lines of the output below.]\n"))
+    (
+        kept,
+        format!(
+            "[Previous command outputs are truncated. Showing the last {HISTORY_LINES} lines of the output below.]\n"
+        ),
+    )
 }
 
 /// The control key for `C-<letter>` inputs.
 fn control_key(command: &str) -> Option<(u8, char)> {
     let mut chars = command.chars();
     match (chars.next(), chars.next(), chars.next(), chars.next()) {
-        (Some('C'), Some('-'), Some(l), None) if l.is_ascii_alphabetic() => Some(((l.to_ascii_lowercase() as u8) & 0x1f, l.to_ascii_uppercase())),
+        (Some('C'), Some('-'), Some(l), None) if l.is_ascii_alphabetic() => Some((
+            (l.to_ascii_lowercase() as u8) & 0x1f,
+            l.to_ascii_uppercase(),
+        )),
         _ => None,
     }
 }
@@ -109,18 +117,36 @@ fn shell_quote(s: &str) -> String {
 
 /// Seconds as the reference prints its no-change timeout (an int when whole).
 fn seconds(s: f64) -> String {
-    if s.fract() == 0.0 { format!("{}", s as i64) } else { python_float(s) }
+    if s.fract() == 0.0 {
+        format!("{}", s as i64)
+    } else {
+        python_float(s)
+    }
 }
 
 /// The observation text as the LLM sees it, before clipping: prefix + output + suffix, then the
 /// working directory, interpreter and exit-code lines.
 pub fn full_llm_text(observation: &Value) -> String {
-    let md = observation.get("metadata").cloned().unwrap_or_else(blank_metadata);
-    let s = |k: &str| md.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let md = observation
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(blank_metadata);
+    let s = |k: &str| {
+        md.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let output: String = observation
         .get("content")
         .and_then(Value::as_array)
-        .map(|parts| parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""))
+        .map(|parts| {
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("")
+        })
         .unwrap_or_default();
     let mut text = format!("{}{}{}", s("prefix"), output, s("suffix"));
     if let Some(wd) = md.get("working_dir").and_then(Value::as_str) {
@@ -147,12 +173,14 @@ pub fn clip_llm_text(full: &str, save_dir: Option<&str>) -> (String, Option<Path
         let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
         Path::new(d).join(format!("bash_output_{hex}.txt"))
     });
-    let notice_for = |line: usize| match &file {
+    let notice_for = |line: usize| {
+        match &file {
         Some(f) => format!(
             "<response clipped><NOTE>Due to the max output limit, only part of the full response has been shown to you. The complete output has been saved to {} - you can use other tools to view the full content (truncated part starts around line {line}).</NOTE>",
             f.display()
         ),
         None => "<response clipped><NOTE>Due to the max output limit, only part of the full response has been shown to you.</NOTE>".to_string(),
+    }
     };
     let mut line = 0;
     let mut parts = (String::new(), String::new());
@@ -172,18 +200,29 @@ pub fn clip_llm_text(full: &str, save_dir: Option<&str>) -> (String, Option<Path
 
 /// The terminal observation's LLM text (clipped).
 pub fn llm_text(observation: &Value) -> String {
-    let dir = observation.get("full_output_save_dir").and_then(Value::as_str);
+    let dir = observation
+        .get("full_output_save_dir")
+        .and_then(Value::as_str);
     clip_llm_text(&full_llm_text(observation), dir).0
 }
 
 impl Terminal {
-    pub fn new(working_dir: &Path, conversation_dir: Option<&Path>, no_change_timeout: Option<f64>, secrets: Secrets) -> Terminal {
+    pub fn new(
+        working_dir: &Path,
+        conversation_dir: Option<&Path>,
+        no_change_timeout: Option<f64>,
+        secrets: Secrets,
+    ) -> Terminal {
         Terminal {
             working_dir: working_dir.to_path_buf(),
             save_dir: conversation_dir.map(observations_dir),
             no_change_timeout: no_change_timeout.unwrap_or(DEFAULT_NO_CHANGE_TIMEOUT_SECS),
             secrets,
-            state: tokio::sync::Mutex::new(State { session: None, running: None, exported: Vec::new() }),
+            state: tokio::sync::Mutex::new(State {
+                session: None,
+                running: None,
+                exported: Vec::new(),
+            }),
         }
     }
 
@@ -206,21 +245,48 @@ impl Terminal {
     }
 
     /// The observation JSON (`TerminalObservation`).
-    fn observation(&self, command: &str, output: String, is_error: bool, metadata: Value, top_exit_code: Value) -> Value {
-        let save_dir = if output.is_empty() { None } else { self.save_dir.as_ref().map(|d| d.display().to_string()) };
+    fn observation(
+        &self,
+        command: &str,
+        output: String,
+        is_error: bool,
+        metadata: Value,
+        top_exit_code: Value,
+    ) -> Value {
+        let save_dir = if output.is_empty() {
+            None
+        } else {
+            self.save_dir.as_ref().map(|d| d.display().to_string())
+        };
         json!({"kind": "TerminalObservation", "content": [text_part(&output)], "is_error": is_error, "command": command,
             "exit_code": top_exit_code, "timeout": false, "metadata": metadata, "full_output_save_dir": save_dir})
     }
 
     fn error(&self, command: &str, text: &str) -> Value {
-        self.observation(command, text.to_string(), true, blank_metadata(), Value::Null)
+        self.observation(
+            command,
+            text.to_string(),
+            true,
+            blank_metadata(),
+            Value::Null,
+        )
     }
 
     /// Runs a `TerminalAction`.
     pub async fn execute(&self, action: &Value) -> Value {
-        let command = action.get("command").and_then(Value::as_str).unwrap_or_default().to_string();
-        let is_input = action.get("is_input").and_then(Value::as_bool).unwrap_or(false);
-        let reset = action.get("reset").and_then(Value::as_bool).unwrap_or(false);
+        let command = action
+            .get("command")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let is_input = action
+            .get("is_input")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let reset = action
+            .get("reset")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let timeout = action.get("timeout").and_then(Value::as_f64);
         let obs = self.run(&command, is_input, reset, timeout).await;
         self.save_full_output(&obs).await;
@@ -243,7 +309,13 @@ impl Terminal {
         }
     }
 
-    async fn run(&self, raw_command: &str, is_input: bool, reset: bool, timeout: Option<f64>) -> Value {
+    async fn run(
+        &self,
+        raw_command: &str,
+        is_input: bool,
+        reset: bool,
+        timeout: Option<f64>,
+    ) -> Value {
         let mut st = self.state.lock().await;
         if reset && is_input {
             return self.error(raw_command, "Cannot use reset=True with is_input=True");
@@ -259,19 +331,34 @@ impl Terminal {
             st.running = None;
             match BashSession::start(&self.working_dir).await {
                 Ok(s) => st.session = Some(s),
-                Err(e) => return self.error(raw_command, &format!("Failed to start the terminal session: {e}")),
+                Err(e) => {
+                    return self.error(
+                        raw_command,
+                        &format!("Failed to start the terminal session: {e}"),
+                    );
+                }
             }
         }
         if reset {
             let cmd = raw_command.trim();
             if cmd.is_empty() {
-                return self.observation("[RESET]", RESET_TEXT.to_string(), false, blank_metadata(), json!(0));
+                return self.observation(
+                    "[RESET]",
+                    RESET_TEXT.to_string(),
+                    false,
+                    blank_metadata(),
+                    json!(0),
+                );
             }
             let mut obs = Box::pin(self.run_in(&mut st, cmd, raw_command, false, timeout)).await;
-            let out = obs["content"][0]["text"].as_str().unwrap_or_default().to_string();
+            let out = obs["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             obs["content"] = json!([text_part(&format!("{RESET_TEXT}\n\n{out}"))]);
             obs["command"] = json!(format!("[RESET] {cmd}"));
-            obs["full_output_save_dir"] = json!(self.save_dir.as_ref().map(|d| d.display().to_string()));
+            obs["full_output_save_dir"] =
+                json!(self.save_dir.as_ref().map(|d| d.display().to_string()));
             return obs;
         }
         let cmd = raw_command.trim().to_string();
@@ -283,7 +370,10 @@ impl Terminal {
         let wanted: Vec<(String, SecretSource)> = {
             let Ok(all) = self.secrets.read() else { return };
             let lower = cmd.to_lowercase();
-            all.iter().filter(|(name, _)| lower.contains(&name.to_lowercase())).cloned().collect()
+            all.iter()
+                .filter(|(name, _)| lower.contains(&name.to_lowercase()))
+                .cloned()
+                .collect()
         };
         if wanted.is_empty() {
             return;
@@ -293,7 +383,10 @@ impl Terminal {
             let value = match source {
                 SecretSource::Static(v) => Some(v),
                 SecretSource::Lookup { url, headers } => {
-                    let client = reqwest::Client::builder().timeout(LOOKUP_TIMEOUT).build().unwrap_or_default();
+                    let client = reqwest::Client::builder()
+                        .timeout(LOOKUP_TIMEOUT)
+                        .build()
+                        .unwrap_or_default();
                     let mut req = client.get(&url);
                     for (k, v) in &headers {
                         req = req.header(k.as_str(), v.as_str());
@@ -308,7 +401,8 @@ impl Terminal {
                 }
             };
             let Some(value) = value else { continue };
-            let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid_name =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_name {
                 log::warn!("secret {name}: not a valid variable name, not exported");
                 continue;
@@ -321,9 +415,15 @@ impl Terminal {
         if assignments.is_empty() {
             return;
         }
-        let Some(session) = st.session.as_mut() else { return };
+        let Some(session) = st.session.as_mut() else {
+            return;
+        };
         let start = session.end_offset();
-        if session.write(format!("export {}\n", assignments.join(" ")).as_bytes()).await.is_err() {
+        if session
+            .write(format!("export {}\n", assignments.join(" ")).as_bytes())
+            .await
+            .is_err()
+        {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -338,17 +438,29 @@ impl Terminal {
     }
 
     fn mask(&self, st: &State, text: String) -> String {
-        st.exported.iter().fold(text, |t, v| t.replace(v.as_str(), SECRET_MASK))
+        st.exported
+            .iter()
+            .fold(text, |t, v| t.replace(v.as_str(), SECRET_MASK))
     }
 
     /// Runs `cmd` (already stripped) in the live session.
-    async fn run_in(&self, st: &mut State, cmd: &str, raw_command: &str, is_input: bool, timeout: Option<f64>) -> Value {
+    async fn run_in(
+        &self,
+        st: &mut State,
+        cmd: &str,
+        raw_command: &str,
+        is_input: bool,
+        timeout: Option<f64>,
+    ) -> Value {
         if !is_input && !cmd.is_empty() {
             self.export_secrets(st, cmd).await;
         }
         if st.running.is_none() {
             if cmd.is_empty() {
-                return self.error(raw_command, "No previous running command to retrieve logs from.");
+                return self.error(
+                    raw_command,
+                    "No previous running command to retrieve logs from.",
+                );
             }
             if is_input {
                 return self.error(raw_command, "No previous running command to interact with.");
@@ -357,7 +469,12 @@ impl Terminal {
         if !is_input && !cmd.is_empty() {
             let commands = split::split_commands(cmd);
             if commands.len() > 1 {
-                let listed = commands.iter().enumerate().map(|(i, c)| format!("({}) {c}", i + 1)).collect::<Vec<_>>().join("\n");
+                let listed = commands
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("({}) {c}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 return self.error(
                     raw_command,
                     &format!(
@@ -395,13 +512,19 @@ impl Terminal {
                     None => session.write(format!("{cmd}\n").as_bytes()).await,
                 };
                 if let Err(e) = sent {
-                    return self.error(raw_command, &format!("Failed to send input to the terminal: {e}"));
+                    return self.error(
+                        raw_command,
+                        &format!("Failed to send input to the terminal: {e}"),
+                    );
                 }
             }
         } else {
             let start = session.end_offset();
             if let Err(e) = session.write(format!("{cmd}\n").as_bytes()).await {
-                return self.error(raw_command, &format!("Failed to send the command to the terminal: {e}"));
+                return self.error(
+                    raw_command,
+                    &format!("Failed to send the command to the terminal: {e}"),
+                );
             }
             st.running = Some(Running { observed: start });
         }
@@ -419,8 +542,14 @@ impl Terminal {
                 st.running = None;
                 let (output, prefix) = limit_history(output);
                 let suffix = match control {
-                    Some(l) => format!("\n[The command completed with exit code {}. CTRL+{l} was sent.]", info.exit_code),
-                    None => format!("\n[The command completed with exit code {}.]", info.exit_code),
+                    Some(l) => format!(
+                        "\n[The command completed with exit code {}. CTRL+{l} was sent.]",
+                        info.exit_code
+                    ),
+                    None => format!(
+                        "\n[The command completed with exit code {}.]",
+                        info.exit_code
+                    ),
                 };
                 let md = metadata_from(&info, &prefix, &suffix);
                 let text = self.mask(st, output);
@@ -428,9 +557,15 @@ impl Terminal {
             }
             Wait::SoftTimeout(output, reached) | Wait::HardTimeout(output, reached) => {
                 let suffix = if matches!(waited_kind, WaitKind::Soft) {
-                    format!("\n[The command has no new output after {} seconds. {TIMEOUT_HINT}]", seconds(self.no_change_timeout))
+                    format!(
+                        "\n[The command has no new output after {} seconds. {TIMEOUT_HINT}]",
+                        seconds(self.no_change_timeout)
+                    )
                 } else {
-                    format!("\n[The command timed out after {} seconds. {TIMEOUT_HINT}]", python_float(timeout.unwrap_or(0.0)))
+                    format!(
+                        "\n[The command timed out after {} seconds. {TIMEOUT_HINT}]",
+                        python_float(timeout.unwrap_or(0.0))
+                    )
                 };
                 if let Some(r) = st.running.as_mut() {
                     r.observed = reached;
@@ -458,10 +593,23 @@ impl Terminal {
             }
             if session.is_dead() {
                 let (text, _) = session.text_between(observed, None);
-                let info = PromptInfo { exit_code: -1, pid: -1, username: None, hostname: None, working_dir: None, py_interpreter_path: None };
-                return Wait::Completed(format!("{}\n[The terminal session exited.]", text.trim_end()), info);
+                let info = PromptInfo {
+                    exit_code: -1,
+                    pid: -1,
+                    username: None,
+                    hostname: None,
+                    working_dir: None,
+                    py_interpreter_path: None,
+                };
+                return Wait::Completed(
+                    format!("{}\n[The terminal session exited.]", text.trim_end()),
+                    info,
+                );
             }
-            let quiet_since = session.last_change().map(|c| c.max(started)).unwrap_or(started);
+            let quiet_since = session
+                .last_change()
+                .map(|c| c.max(started))
+                .unwrap_or(started);
             match timeout {
                 Some(t) if started.elapsed().as_secs_f64() >= t => {
                     let (text, reached) = session.text_between(observed, None);
@@ -484,7 +632,12 @@ mod tests {
     use std::sync::{Arc, RwLock};
 
     fn terminal(dir: &Path, no_change: f64) -> Terminal {
-        Terminal::new(dir, Some(&dir.join("conv")), Some(no_change), Arc::new(RwLock::new(Vec::new())))
+        Terminal::new(
+            dir,
+            Some(&dir.join("conv")),
+            Some(no_change),
+            Arc::new(RwLock::new(Vec::new())),
+        )
     }
 
     async fn run(t: &Terminal, v: Value) -> Value {
@@ -511,9 +664,18 @@ mod tests {
         assert_eq!(obs["command"], "echo hello-from-agent");
         assert_eq!(obs["metadata"]["exit_code"], json!(0));
         assert_eq!(obs["metadata"]["pid"], json!(-1));
-        assert_eq!(obs["metadata"]["suffix"], "\n[The command completed with exit code 0.]");
-        assert_eq!(obs["metadata"]["working_dir"], json!(ws.display().to_string()));
-        assert_eq!(obs["full_output_save_dir"], json!(ws.join("conv/observations").display().to_string()));
+        assert_eq!(
+            obs["metadata"]["suffix"],
+            "\n[The command completed with exit code 0.]"
+        );
+        assert_eq!(
+            obs["metadata"]["working_dir"],
+            json!(ws.display().to_string())
+        );
+        assert_eq!(
+            obs["full_output_save_dir"],
+            json!(ws.join("conv/observations").display().to_string())
+        );
         let text = llm(&obs);
         assert!(text.starts_with(&format!("hello-from-agent\n[The command completed with exit code 0.]\n[Current working directory: {}]", ws.display())));
         assert!(text.ends_with("\n[Command finished with exit code 0]"));
@@ -521,13 +683,22 @@ mod tests {
         let obs = run(&t, json!({"command": "export FOO=bar"})).await;
         assert_eq!(obs["content"][0]["text"], "");
         assert_eq!(obs["full_output_save_dir"], Value::Null);
-        let obs = run(&t, json!({"command": "echo $FOO; echo multi; printf 'no-newline'"})).await;
+        let obs = run(
+            &t,
+            json!({"command": "echo $FOO; echo multi; printf 'no-newline'"}),
+        )
+        .await;
         assert_eq!(obs["content"][0]["text"], "bar\nmulti\nno-newline");
         let obs = run(&t, json!({"command": "cd /tmp && pwd"})).await;
         assert_eq!(obs["metadata"]["working_dir"], "/tmp");
         let obs = run(&t, json!({"command": "ls /nonexistent-dir"})).await;
         assert_eq!(obs["metadata"]["exit_code"], json!(2));
-        assert!(obs["content"][0]["text"].as_str().unwrap().contains("No such file or directory"));
+        assert!(
+            obs["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("No such file or directory")
+        );
         let obs = run(&t, json!({"command": "cat <<'EOF'\nheredoc line\nEOF"})).await;
         assert_eq!(obs["content"][0]["text"], "heredoc line");
         let obs = run(&t, json!({"command": "echo a && echo b; false"})).await;
@@ -547,7 +718,10 @@ mod tests {
         let t = terminal(dir.path(), 5.0);
         let obs = run(&t, json!({"command": ""})).await;
         assert_eq!(obs["is_error"], json!(true));
-        assert_eq!(llm(&obs), "No previous running command to retrieve logs from.");
+        assert_eq!(
+            llm(&obs),
+            "No previous running command to retrieve logs from."
+        );
         let obs = run(&t, json!({"command": "hello", "is_input": true})).await;
         assert_eq!(llm(&obs), "No previous running command to interact with.");
         let obs = run(&t, json!({"command": "echo a\necho b"})).await;
@@ -562,10 +736,17 @@ mod tests {
         assert_eq!(obs["command"], "[RESET]");
         assert_eq!(obs["exit_code"], json!(0));
         assert_eq!(llm(&obs), RESET_TEXT);
-        let obs = run(&t, json!({"command": "echo \"[$KEEP]\"; pwd", "reset": true})).await;
+        let obs = run(
+            &t,
+            json!({"command": "echo \"[$KEEP]\"; pwd", "reset": true}),
+        )
+        .await;
         assert_eq!(obs["command"], "[RESET] echo \"[$KEEP]\"; pwd");
         let canon = dir.path().canonicalize().unwrap();
-        assert_eq!(obs["content"][0]["text"], json!(format!("{RESET_TEXT}\n\n[]\n{}", canon.display())));
+        assert_eq!(
+            obs["content"][0]["text"],
+            json!(format!("{RESET_TEXT}\n\n[]\n{}", canon.display()))
+        );
     }
 
     #[tokio::test]
@@ -589,12 +770,24 @@ mod tests {
         assert_eq!(obs["metadata"]["prefix"], "");
 
         let obs = run(&t, json!({"command": "sleep 30", "timeout": 1})).await;
-        assert_eq!(obs["metadata"]["suffix"], json!(format!("\n[The command timed out after 1.0 seconds. {TIMEOUT_HINT}]")));
+        assert_eq!(
+            obs["metadata"]["suffix"],
+            json!(format!(
+                "\n[The command timed out after 1.0 seconds. {TIMEOUT_HINT}]"
+            ))
+        );
         let obs = run(&t, json!({"command": "C-c", "is_input": true})).await;
         assert_eq!(obs["content"][0]["text"], "^C");
-        assert_eq!(obs["metadata"]["suffix"], "\n[The command completed with exit code 130. CTRL+C was sent.]");
+        assert_eq!(
+            obs["metadata"]["suffix"],
+            "\n[The command completed with exit code 130. CTRL+C was sent.]"
+        );
 
-        let obs = run(&t, json!({"command": "read -p 'name? ' NAME; echo got $NAME", "timeout": 1})).await;
+        let obs = run(
+            &t,
+            json!({"command": "read -p 'name? ' NAME; echo got $NAME", "timeout": 1}),
+        )
+        .await;
         assert_eq!(obs["content"][0]["text"], "name?");
         let obs = run(&t, json!({"command": "alice", "is_input": true})).await;
         assert_eq!(obs["content"][0]["text"], "got alice");
@@ -607,12 +800,22 @@ mod tests {
         let t = terminal(dir.path(), 10.0);
         let obs = run(&t, json!({"command": "seq 1 20000"})).await;
         let full = obs["content"][0]["text"].as_str().unwrap();
-        assert!(full.starts_with("10001\n") && full.ends_with("\n20000"), "history keeps the last 10000 lines");
-        assert!(obs["metadata"]["prefix"].as_str().unwrap().starts_with("[Previous command outputs are truncated."));
+        assert!(
+            full.starts_with("10001\n") && full.ends_with("\n20000"),
+            "history keeps the last 10000 lines"
+        );
+        assert!(
+            obs["metadata"]["prefix"]
+                .as_str()
+                .unwrap()
+                .starts_with("[Previous command outputs are truncated.")
+        );
         let text = llm(&obs);
         assert_eq!(text.chars().count(), MAX_LLM_TEXT_CHARS);
         assert!(text.contains("<response clipped><NOTE>Due to the max output limit"));
-        let saved: Vec<_> = std::fs::read_dir(dir.path().join("conv/observations")).unwrap().collect();
+        let saved: Vec<_> = std::fs::read_dir(dir.path().join("conv/observations"))
+            .unwrap()
+            .collect();
         assert_eq!(saved.len(), 1);
         let content = std::fs::read_to_string(saved[0].as_ref().unwrap().path()).unwrap();
         assert_eq!(content, full_llm_text(&obs));
@@ -621,11 +824,21 @@ mod tests {
     #[tokio::test]
     async fn secrets_are_exported_on_demand_and_masked() {
         let dir = tempfile::tempdir().unwrap();
-        let secrets: Secrets = Arc::new(RwLock::new(vec![("MY_TOKEN".into(), SecretSource::Static("s3cr3t-value-123".into()))]));
+        let secrets: Secrets = Arc::new(RwLock::new(vec![(
+            "MY_TOKEN".into(),
+            SecretSource::Static("s3cr3t-value-123".into()),
+        )]));
         let t = Terminal::new(dir.path(), None, Some(5.0), secrets);
         let obs = run(&t, json!({"command": "echo token=$MY_TOKEN"})).await;
         assert_eq!(obs["content"][0]["text"], "token=<secret-hidden>");
-        let obs = run(&t, json!({"command": "echo literal s3cr3t-value-123 and my_token"})).await;
-        assert_eq!(obs["content"][0]["text"], "literal <secret-hidden> and my_token");
+        let obs = run(
+            &t,
+            json!({"command": "echo literal s3cr3t-value-123 and my_token"}),
+        )
+        .await;
+        assert_eq!(
+            obs["content"][0]["text"],
+            "literal <secret-hidden> and my_token"
+        );
     }
 }

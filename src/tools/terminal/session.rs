@@ -130,9 +130,19 @@ pub fn find_prompt(bytes: &[u8]) -> Option<(usize, usize, PromptInfo)> {
     } else if bytes[end..].starts_with(b"\n") {
         end += 1;
     }
-    let body = String::from_utf8_lossy(&bytes[start + PS1_START.len()..start + rel_end]).to_string();
-    let fields: Vec<&str> = body.trim_matches(['\r', '\n']).split('\n').map(|f| f.trim_end_matches('\r')).collect();
-    let field = |i: usize| fields.get(i).map(|s| s.to_string()).filter(|s| !s.is_empty());
+    let body =
+        String::from_utf8_lossy(&bytes[start + PS1_START.len()..start + rel_end]).to_string();
+    let fields: Vec<&str> = body
+        .trim_matches(['\r', '\n'])
+        .split('\n')
+        .map(|f| f.trim_end_matches('\r'))
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+    };
     let info = PromptInfo {
         exit_code: field(0).and_then(|s| s.trim().parse().ok()).unwrap_or(-1),
         pid: field(1).and_then(|s| s.trim().parse().ok()).unwrap_or(-1),
@@ -156,8 +166,13 @@ impl BashSession {
     /// Starts bash in `cwd` and waits for its first prompt.
     pub async fn start(cwd: &Path) -> std::io::Result<BashSession> {
         let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
-        pty.resize(pty_process::Size::new(PTY_ROWS, PTY_COLS)).map_err(std::io::Error::other)?;
-        let dir = if cwd.is_dir() { cwd.to_path_buf() } else { std::env::temp_dir() };
+        pty.resize(pty_process::Size::new(PTY_ROWS, PTY_COLS))
+            .map_err(std::io::Error::other)?;
+        let dir = if cwd.is_dir() {
+            cwd.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let mut cmd = pty_process::Command::new("bash")
             .args(["--noediting", "--norc", "--noprofile", "-i"])
             .current_dir(&dir)
@@ -199,8 +214,19 @@ impl BashSession {
                 }
             }
         });
-        let mut session = BashSession { pid, child, writer, buffer, notify, reader, prompt_end: 0, last_prompt: None };
-        let setup = format!("stty -echo -onlcr 2>/dev/null; set +H; unset PROMPT_COMMAND; export PS2=''; PS1='{PS1}'\n");
+        let mut session = BashSession {
+            pid,
+            child,
+            writer,
+            buffer,
+            notify,
+            reader,
+            prompt_end: 0,
+            last_prompt: None,
+        };
+        let setup = format!(
+            "stty -echo -onlcr 2>/dev/null; set +H; unset PROMPT_COMMAND; export PS2=''; PS1='{PS1}'\n"
+        );
         session.write(setup.as_bytes()).await?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -244,7 +270,10 @@ impl BashSession {
 
     /// Absolute offset of the end of the captured output.
     pub fn end_offset(&self) -> usize {
-        self.buffer.lock().map(|b| b.base + b.bytes.len()).unwrap_or(0)
+        self.buffer
+            .lock()
+            .map(|b| b.base + b.bytes.len())
+            .unwrap_or(0)
     }
 
     /// Last time output arrived.
@@ -263,15 +292,26 @@ impl BashSession {
     /// Cleaned text of the output between absolute offsets `from` and `to` (`None` = the end,
     /// holding back an incomplete UTF-8 sequence), and the absolute offset actually reached.
     pub fn text_between(&self, from: usize, to: Option<usize>) -> (String, usize) {
-        let Ok(b) = self.buffer.lock() else { return (String::new(), from) };
+        let Ok(b) = self.buffer.lock() else {
+            return (String::new(), from);
+        };
         let start = from.max(b.base) - b.base;
-        let mut stop = to.map(|t| t.max(b.base) - b.base).unwrap_or(b.bytes.len()).min(b.bytes.len());
+        let mut stop = to
+            .map(|t| t.max(b.base) - b.base)
+            .unwrap_or(b.bytes.len())
+            .min(b.bytes.len());
         if to.is_none() {
             // Hold back a trailing partial UTF-8 sequence.
             for back in 1..=3.min(stop.saturating_sub(start)) {
                 let byte = b.bytes[stop - back];
                 if byte & 0xC0 == 0xC0 {
-                    let need = if byte >= 0xF0 { 4 } else if byte >= 0xE0 { 3 } else { 2 };
+                    let need = if byte >= 0xF0 {
+                        4
+                    } else if byte >= 0xE0 {
+                        3
+                    } else {
+                        2
+                    };
                     if back < need {
                         stop -= back;
                     }
@@ -283,7 +323,10 @@ impl BashSession {
             }
         }
         let stop = stop.max(start);
-        (clean(&String::from_utf8_lossy(&b.bytes[start..stop])), b.base + stop)
+        (
+            clean(&String::from_utf8_lossy(&b.bytes[start..stop])),
+            b.base + stop,
+        )
     }
 
     /// Waits until new output arrives or `max` elapses.

@@ -98,7 +98,9 @@ impl Scanner<'_> {
                         self.i += 1;
                     }
                 }
-                c if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')') => break,
+                c if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')') => {
+                    break;
+                }
                 c => {
                     delim.push(c);
                     self.i += 1;
@@ -125,7 +127,11 @@ impl Scanner<'_> {
                 if self.i < self.s.len() {
                     self.i += 1;
                 }
-                let line = if strip_tabs { line.trim_start_matches('\t').to_string() } else { line };
+                let line = if strip_tabs {
+                    line.trim_start_matches('\t').to_string()
+                } else {
+                    line
+                };
                 if line == delim {
                     break;
                 }
@@ -137,7 +143,15 @@ impl Scanner<'_> {
 /// The top-level commands of `text`, trimmed, comment-only and blank ones dropped.
 pub fn split_commands(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
-    let mut sc = Scanner { s: &chars, i: 0, frames: Vec::new(), cmd_pos: true, continues: false, heredocs: Vec::new(), word: String::new() };
+    let mut sc = Scanner {
+        s: &chars,
+        i: 0,
+        frames: Vec::new(),
+        cmd_pos: true,
+        continues: false,
+        heredocs: Vec::new(),
+        word: String::new(),
+    };
     let mut out = Vec::new();
     let mut seg_start = 0usize;
     let mut seg_has_code = false;
@@ -269,7 +283,10 @@ pub fn split_commands(text: &str) -> Vec<String> {
             ';' | '&' | '|' => {
                 sc.end_word();
                 let next = sc.peek(1);
-                let two = matches!((c, next), ('&', Some('&')) | ('|', Some('|')) | (';', Some(';')) | ('|', Some('&')));
+                let two = matches!(
+                    (c, next),
+                    ('&', Some('&')) | ('|', Some('|')) | (';', Some(';')) | ('|', Some('&'))
+                );
                 sc.continues = c == '|' || (c == '&' && next == Some('&'));
                 sc.cmd_pos = true;
                 sc.i += if two { 2 } else { 1 };
@@ -320,23 +337,38 @@ mod tests {
         assert_eq!(split_commands("echo a\necho b"), vec!["echo a", "echo b"]);
         assert_eq!(split_commands("echo a && echo b; false").len(), 1);
         assert_eq!(split_commands("cat <<'EOF'\nheredoc line\nEOF").len(), 1);
-        assert_eq!(split_commands("cat <<-EOF > f\n\tx\n\tEOF\necho after"), vec!["cat <<-EOF > f\n\tx\n\tEOF", "echo after"]);
+        assert_eq!(
+            split_commands("cat <<-EOF > f\n\tx\n\tEOF\necho after"),
+            vec!["cat <<-EOF > f\n\tx\n\tEOF", "echo after"]
+        );
         assert_eq!(split_commands("for i in 1 2; do\n  echo $i\ndone").len(), 1);
-        assert_eq!(split_commands("if true; then\n echo x\nelse\n echo y\nfi").len(), 1);
+        assert_eq!(
+            split_commands("if true; then\n echo x\nelse\n echo y\nfi").len(),
+            1
+        );
         assert_eq!(split_commands("echo a &&\necho b").len(), 1);
         assert_eq!(split_commands("echo a |\n grep a").len(), 1);
         assert_eq!(split_commands("echo 'a\nb'").len(), 1);
         assert_eq!(split_commands("echo \"$(echo\nhi)\"").len(), 1);
-        assert_eq!(split_commands("case x in\n a) echo a;;\n *) echo b;;\nesac").len(), 1);
+        assert_eq!(
+            split_commands("case x in\n a) echo a;;\n *) echo b;;\nesac").len(),
+            1
+        );
         assert_eq!(split_commands("f() {\n echo\n}").len(), 1);
         assert_eq!(split_commands("echo a \\\n b").len(), 1);
-        assert_eq!(split_commands("python3 -c \"import sys\nprint(1)\"").len(), 1);
+        assert_eq!(
+            split_commands("python3 -c \"import sys\nprint(1)\"").len(),
+            1
+        );
         assert_eq!(split_commands("# note\necho a"), vec!["echo a"]);
         assert_eq!(split_commands("echo a # c\necho b").len(), 2);
         assert_eq!(split_commands("\n\necho a\n\n").len(), 1);
         assert_eq!(split_commands("sleep 1 &\necho b").len(), 2);
         assert_eq!(split_commands("echo $((1+2))\necho ${A:-x}").len(), 2);
-        assert_eq!(split_commands("while read l; do echo $l; done < f\necho z").len(), 2);
+        assert_eq!(
+            split_commands("while read l; do echo $l; done < f\necho z").len(),
+            2
+        );
         assert_eq!(split_commands("").len(), 0);
     }
 }
