@@ -127,9 +127,10 @@ fn changes_in_repo(dir: &Path) -> Result<Vec<GitChange>, String> {
         let (status, file) = match delta.status() {
             Delta::Added | Delta::Copied => (GitChangeStatus::Added, delta.new_file()),
             Delta::Deleted => (GitChangeStatus::Deleted, delta.old_file()),
-            Delta::Modified | Delta::Typechange | Delta::Conflicted | Delta::Unreadable => {
-                (GitChangeStatus::Updated, delta.new_file())
-            }
+            Delta::Modified | Delta::Typechange | Delta::Unreadable => (GitChangeStatus::Updated, delta.new_file()),
+            // Unmerged: git reports it as added when the base does not have the path.
+            Delta::Conflicted if delta.old_file().id().is_zero() => (GitChangeStatus::Added, delta.new_file()),
+            Delta::Conflicted => (GitChangeStatus::Updated, delta.new_file()),
             Delta::Renamed => {
                 if let Some(old) = delta.old_file().path() {
                     changes.push(GitChange { status: GitChangeStatus::Deleted, path: path_string(old) });
@@ -210,7 +211,10 @@ pub fn diff(file: &Path) -> Result<GitDiff, String> {
         ));
     }
     let not_in_repo = || format!("File is not in a git repository: {}", file.display());
-    let repo = file.parent().and_then(open_repo).ok_or_else(not_in_repo)?;
+    // The repository is looked up from the path itself when it is a directory (so the root of a
+    // repository diffs as `.`, which no tree holds), else from its parent.
+    let start = if meta.is_dir() { Some(file) } else { file.parent() };
+    let repo = start.and_then(open_repo).ok_or_else(not_in_repo)?;
     let root = workdir(&repo).ok_or_else(not_in_repo)?;
     let rel = file.strip_prefix(&root).map_err(|_| not_in_repo())?.to_path_buf();
     let base = base_ref(&repo);

@@ -60,6 +60,9 @@ pub struct UploadSink {
 impl UploadSink {
     /// Creates the parent directories of `requested` and the temporary file. Blocking.
     pub fn create(requested: &Path) -> Result<UploadSink, String> {
+        if requested.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err("embedded null byte".to_string());
+        }
         if let Some(parent) = requested.parent().filter(|p| !p.as_os_str().is_empty()) {
             mkdir_parents(parent).map_err(|(e, at)| os_error_text(&e, Some(&at)))?;
         }
