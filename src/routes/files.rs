@@ -36,7 +36,10 @@ const OCTET_STREAM: &str = "application/octet-stream";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/file/upload/{path:.*}", web::post().to(upload))
         .route("/api/file/download/{path:.*}", web::get().to(download))
-        .route("/api/file/download-trajectory/{conversation_id}", web::get().to(download_trajectory));
+        .route(
+            "/api/file/download-trajectory/{conversation_id}",
+            web::get().to(download_trajectory),
+        );
 }
 
 /// The `{path}` tail of the request, decoded as the reference decodes it.
@@ -64,7 +67,12 @@ enum FilePart {
 }
 
 fn missing_file() -> ApiError {
-    ApiError::validation(ValidationItem::new("missing", loc!["body", "file"], "Field required", Value::Null))
+    ApiError::validation(ValidationItem::new(
+        "missing",
+        loc!["body", "file"],
+        "Field required",
+        Value::Null,
+    ))
 }
 
 fn not_a_file(text: String) -> ApiError {
@@ -80,7 +88,10 @@ fn not_a_file(text: String) -> ApiError {
 }
 
 fn upload_failed(msg: &str) -> ApiError {
-    ApiError::http_5xx(StatusCode::INTERNAL_SERVER_ERROR, &format!("Failed to upload file: {msg}"))
+    ApiError::http_5xx(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("Failed to upload file: {msg}"),
+    )
 }
 
 /// Reads the field to its end, discarding the bytes.
@@ -93,7 +104,10 @@ async fn drain(field: &mut actix_multipart::Field) -> Result<(), MultipartError>
 
 /// Streams one file part into a new [`UploadSink`]; a refusal is remembered, and the rest of the
 /// part is drained so that the whole form is read before answering.
-async fn receive_file(field: &mut actix_multipart::Field, dest: &Result<PathBuf, String>) -> Result<FilePart, MultipartError> {
+async fn receive_file(
+    field: &mut actix_multipart::Field,
+    dest: &Result<PathBuf, String>,
+) -> Result<FilePart, MultipartError> {
     let dest = match dest {
         Ok(p) => p.clone(),
         Err(msg) => {
@@ -124,13 +138,18 @@ async fn receive_file(field: &mut actix_multipart::Field, dest: &Result<PathBuf,
     Ok(FilePart::Written(sink))
 }
 
-async fn receive_text(field: &mut actix_multipart::Field) -> Result<Result<String, ApiError>, MultipartError> {
+async fn receive_text(
+    field: &mut actix_multipart::Field,
+) -> Result<Result<String, ApiError>, MultipartError> {
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = field.next().await {
         let chunk = chunk?;
         if buf.len() + chunk.len() > MAX_TEXT_PART {
             drain(field).await?;
-            return Ok(Err(ApiError::client(StatusCode::BAD_REQUEST, "Part exceeded maximum size of 1024KB.")));
+            return Ok(Err(ApiError::client(
+                StatusCode::BAD_REQUEST,
+                "Part exceeded maximum size of 1024KB.",
+            )));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -140,20 +159,40 @@ async fn receive_text(field: &mut actix_multipart::Field) -> Result<Result<Strin
 /// `POST /api/file/upload/{path}`: multipart with a part named `file`, written without holding
 /// it in memory. The whole form is read before answering, so a missing part is a 422 even when
 /// the path is refused.
-async fn upload(req: HttpRequest, payload: web::Payload, cfg: web::Data<Config>) -> Result<HttpResponse, ApiError> {
+async fn upload(
+    req: HttpRequest,
+    payload: web::Payload,
+    cfg: web::Data<Config>,
+) -> Result<HttpResponse, ApiError> {
     let path = pure_path(&tail(&req, UPLOAD_PREFIX));
-    let dest: Result<PathBuf, String> =
-        if path.is_absolute() { Ok(path) } else { Err("400: Path must be absolute".to_string()) };
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let dest: Result<PathBuf, String> = if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err("400: Path must be absolute".to_string())
+    };
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
 
     if essence == "application/x-www-form-urlencoded" {
         let mut body = web::BytesMut::new();
         let mut payload = payload;
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, e.to_string()))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::client(StatusCode::BAD_REQUEST, e.to_string()))?;
             if body.len() + chunk.len() > cfg.max_body_bytes {
-                return Err(ApiError::client(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
+                return Err(ApiError::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Request body too large",
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -174,7 +213,10 @@ async fn upload(req: HttpRequest, payload: web::Payload, cfg: web::Data<Config>)
         let mut field = match item {
             Ok(f) => f,
             Err(MultipartError::BoundaryMissing) => {
-                return Err(ApiError::client(StatusCode::BAD_REQUEST, "Missing boundary in multipart."));
+                return Err(ApiError::client(
+                    StatusCode::BAD_REQUEST,
+                    "Missing boundary in multipart.",
+                ));
             }
             Err(_) => break,
         };
@@ -184,7 +226,10 @@ async fn upload(req: HttpRequest, payload: web::Payload, cfg: web::Data<Config>)
             }
             continue;
         }
-        let is_file = field.content_disposition().and_then(|cd| cd.get_filename()).is_some();
+        let is_file = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .is_some();
         if is_file {
             // A new part replaces the previous one (its temporary file is removed on drop).
             last = None;
@@ -232,15 +277,25 @@ struct BodyState {
 }
 
 /// Streams the segments, reading the file [`CHUNK_SIZE`] bytes at a time.
-fn body_stream(file: File, segments: Vec<Segment>) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
-    let state = BodyState { file: tokio::fs::File::from_std(file), segments: segments.into(), remaining: 0 };
+fn body_stream(
+    file: File,
+    segments: Vec<Segment>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    let state = BodyState {
+        file: tokio::fs::File::from_std(file),
+        segments: segments.into(),
+        remaining: 0,
+    };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if st.remaining > 0 {
                 let want = st.remaining.min(CHUNK_SIZE as u64) as usize;
                 let mut buf = vec![0u8; want];
                 return match st.file.read(&mut buf).await {
-                    Ok(0) => Some((Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)), st.stop())),
+                    Ok(0) => Some((
+                        Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                        st.stop(),
+                    )),
                     Ok(n) => {
                         buf.truncate(n);
                         st.remaining -= n as u64;
@@ -272,19 +327,32 @@ impl BodyState {
 }
 
 fn plain_text(status: StatusCode, text: &'static str) -> HttpResponse {
-    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(text)
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(text)
 }
 
 /// The reference's file response: octet-stream with disposition, length, etag, last-modified,
 /// and `Range` / `If-Range` support (206 single or multipart ranges, 400 / 416 refusals).
-pub fn file_response(req: &HttpRequest, file: File, meta: &Metadata, filename: &str) -> HttpResponse {
+pub fn file_response(
+    req: &HttpRequest,
+    file: File,
+    meta: &Metadata,
+    filename: &str,
+) -> HttpResponse {
     let size = meta.len();
     let etag = download::etag(meta.mtime(), meta.mtime_nsec(), size);
     let last_modified = download::http_date(meta.mtime());
     let disposition = download::content_disposition(filename);
 
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-    let if_range = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok());
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let if_range = req
+        .headers()
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok());
     let use_range = match (range, if_range) {
         (None, _) => None,
         (Some(r), Some(cond)) if cond == etag || cond == last_modified => Some(r),
@@ -294,7 +362,13 @@ pub fn file_response(req: &HttpRequest, file: File, meta: &Metadata, filename: &
 
     let mut builder = HttpResponse::Ok();
     let (segments, length) = match use_range.map(|r| download::parse_range(r, size)) {
-        None => (vec![Segment::File { start: 0, len: size }], size),
+        None => (
+            vec![Segment::File {
+                start: 0,
+                len: size,
+            }],
+            size,
+        ),
         Some(Err(RangeError::Malformed(text))) => return plain_text(StatusCode::BAD_REQUEST, text),
         Some(Err(RangeError::NotSatisfiable)) => {
             let mut r = plain_text(StatusCode::RANGE_NOT_SATISFIABLE, "");
@@ -306,18 +380,33 @@ pub fn file_response(req: &HttpRequest, file: File, meta: &Metadata, filename: &
         Some(Ok(ranges)) if ranges.len() == 1 => {
             let (start, end) = ranges[0];
             builder.status(StatusCode::PARTIAL_CONTENT);
-            builder.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", end - 1)));
-            (vec![Segment::File { start, len: end - start }], end - start)
+            builder.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{size}", end - 1),
+            ));
+            (
+                vec![Segment::File {
+                    start,
+                    len: end - start,
+                }],
+                end - start,
+            )
         }
         Some(Ok(ranges)) => {
-            let boundary: String = (0..13).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            let boundary: String = (0..13)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
             let mut segments = Vec::new();
             let mut length = 0u64;
             for (start, end) in ranges {
-                let head = download::multipart_part_header(&boundary, OCTET_STREAM, start, end, size);
+                let head =
+                    download::multipart_part_header(&boundary, OCTET_STREAM, start, end, size);
                 length += head.len() as u64 + (end - start) + 1;
                 segments.push(Segment::Literal(Bytes::from(head)));
-                segments.push(Segment::File { start, len: end - start });
+                segments.push(Segment::File {
+                    start,
+                    len: end - start,
+                });
                 segments.push(Segment::Literal(Bytes::from_static(b"\n")));
             }
             let trailer = download::multipart_trailer(&boundary);
@@ -330,7 +419,9 @@ pub fn file_response(req: &HttpRequest, file: File, meta: &Metadata, filename: &
                 .insert_header((header::LAST_MODIFIED, last_modified))
                 .insert_header((header::ETAG, etag))
                 .body(SizedStream::new(length, body_stream(file, segments)));
-            if let Ok(v) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")) {
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
             }
             return r;
@@ -349,11 +440,16 @@ pub fn file_response(req: &HttpRequest, file: File, meta: &Metadata, filename: &
 fn open_for_download(path: &Path) -> Result<(File, Metadata), ApiError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if is_absent_error(&e) => return Err(ApiError::client(StatusCode::NOT_FOUND, "File not found")),
+        Err(e) if is_absent_error(&e) => {
+            return Err(ApiError::client(StatusCode::NOT_FOUND, "File not found"));
+        }
         Err(e) => return Err(ApiError::internal(os_error_text(&e, Some(path)))),
     };
     if !meta.is_file() {
-        return Err(ApiError::client(StatusCode::BAD_REQUEST, "Path is not a file"));
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "Path is not a file",
+        ));
     }
     let file = File::open(path).map_err(|e| ApiError::internal(os_error_text(&e, Some(path))))?;
     Ok((file, meta))
@@ -363,15 +459,26 @@ fn open_for_download(path: &Path) -> Result<(File, Metadata), ApiError> {
 async fn download(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let path = pure_path(&tail(&req, DOWNLOAD_PREFIX));
     if !path.is_absolute() {
-        return Err(ApiError::client(StatusCode::BAD_REQUEST, "Path must be absolute"));
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "Path must be absolute",
+        ));
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (file, meta) = web::block(move || open_for_download(&path)).await.map_err(blocking_failed)??;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (file, meta) = web::block(move || open_for_download(&path))
+        .await
+        .map_err(blocking_failed)??;
     Ok(file_response(&req, file, &meta, &name))
 }
 
 /// `GET /api/file/download-trajectory/{conversation_id}`: the conversation directory as a zip.
-async fn download_trajectory(req: HttpRequest, cfg: web::Data<Config>) -> Result<HttpResponse, ApiError> {
+async fn download_trajectory(
+    req: HttpRequest,
+    cfg: web::Data<Config>,
+) -> Result<HttpResponse, ApiError> {
     let raw = req.match_info().get("conversation_id").unwrap_or("");
     let id = path_uuid(raw, "conversation_id")?;
     let hex = id.simple().to_string();
@@ -386,9 +493,10 @@ async fn download_trajectory(req: HttpRequest, cfg: web::Data<Config>) -> Result
     .map_err(blocking_failed)?;
     match built {
         Ok((file, meta)) => Ok(file_response(&req, file, &meta, &format!("{hex}.zip"))),
-        Err(TrajectoryError::Missing) => {
-            Err(ApiError::internal(format!("File at path {} does not exist.", zip_path.display())))
-        }
+        Err(TrajectoryError::Missing) => Err(ApiError::internal(format!(
+            "File at path {} does not exist.",
+            zip_path.display()
+        ))),
         Err(e) => Err(ApiError::internal(e.to_string())),
     }
 }

@@ -14,7 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The decoded `{path}` tail.
 fn tail(req: &HttpRequest, prefix: &str) -> String {
-    url_tail(req.uri().path(), prefix).or_else(|| req.match_info().get("path").map(str::to_string)).unwrap_or_default()
+    url_tail(req.uri().path(), prefix)
+        .or_else(|| req.match_info().get("path").map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// `Path(cwd, path).resolve()`, as the reference locates the repository or file. Blocking.
@@ -26,13 +28,17 @@ fn resolved(raw: &str) -> std::path::PathBuf {
 /// `GET /api/git/changes/{path}`: the sorted list of changed files.
 async fn changes(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let raw = tail(&req, "/api/git/changes/");
-    let list = web::block(move || git::changes(&resolved(&raw))).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let list = web::block(move || git::changes(&resolved(&raw)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(list.map_err(ApiError::internal)?))
 }
 
 /// `GET /api/git/diff/{path}`: the file at the base ref and as it is now.
 async fn diff(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let raw = tail(&req, "/api/git/diff/");
-    let d = web::block(move || git::diff(&resolved(&raw))).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let d = web::block(move || git::diff(&resolved(&raw)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(HttpResponse::Ok().json(d.map_err(ApiError::internal)?))
 }

@@ -9,7 +9,8 @@ use crate::http::validate::QueryPairs;
 use crate::sidecar::vscode::VscodeHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/vscode/url", web::get().to(url)).route("/api/vscode/status", web::get().to(status));
+    cfg.route("/api/vscode/url", web::get().to(url))
+        .route("/api/vscode/status", web::get().to(status));
 }
 
 /// `GET /api/vscode/url?base_url=...&workspace_dir=...`: `{"url": ...}`, null without a token.
@@ -22,7 +23,9 @@ async fn url(vscode: web::Data<VscodeHandle>, q: QueryPairs) -> Result<HttpRespo
     };
     let base_url = q.get("base_url").unwrap_or("http://localhost:8001");
     let workspace_dir = q.get("workspace_dir").unwrap_or("workspace");
-    let url = state.token.map(|t| format!("{base_url}/?tkn={t}&folder={workspace_dir}"));
+    let url = state
+        .token
+        .map(|t| format!("{base_url}/?tkn={t}&folder={workspace_dir}"));
     Ok(HttpResponse::Ok().json(json!({ "url": url })))
 }
 

@@ -38,7 +38,12 @@ pub struct DesktopSettings {
 
 impl DesktopSettings {
     pub fn from_env() -> Self {
-        let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
+        let var = |k: &str, d: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| d.to_string())
+        };
         DesktopSettings {
             vncserver: PathBuf::from("vncserver"),
             novnc_proxy: PathBuf::from("/usr/share/novnc/utils/novnc_proxy"),
@@ -51,7 +56,12 @@ impl DesktopSettings {
 
     /// The VNC port of the display (`:1` -> 5901).
     pub fn vnc_port(&self) -> u16 {
-        let n = self.display.rsplit(':').next().and_then(|d| d.split('.').next()).and_then(|d| d.parse::<u16>().ok());
+        let n = self
+            .display
+            .rsplit(':')
+            .next()
+            .and_then(|d| d.split('.').next())
+            .and_then(|d| d.parse::<u16>().ok());
         5900 + n.unwrap_or(1)
     }
 }
@@ -84,7 +94,16 @@ struct DesktopLaunched {
 async fn launch(s: DesktopSettings) -> DesktopLaunched {
     let vnc = Command::new(&s.vncserver)
         .arg(&s.display)
-        .args(["-geometry", &s.geometry, "-depth", "24", "-localhost", "yes", "-SecurityTypes", "None"])
+        .args([
+            "-geometry",
+            &s.geometry,
+            "-depth",
+            "24",
+            "-localhost",
+            "yes",
+            "-SecurityTypes",
+            "None",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -93,21 +112,44 @@ async fn launch(s: DesktopSettings) -> DesktopLaunched {
     match tokio::time::timeout(VNC_START_TIMEOUT, vnc).await {
         Ok(Ok(st)) if st.success() => {}
         Ok(Ok(st)) => {
-            log::warn!("vncserver {} exited with {st}; the desktop will not run", s.display);
-            return DesktopLaunched { vnc_started: false, proxy: None };
+            log::warn!(
+                "vncserver {} exited with {st}; the desktop will not run",
+                s.display
+            );
+            return DesktopLaunched {
+                vnc_started: false,
+                proxy: None,
+            };
         }
         Ok(Err(e)) => {
-            log::warn!("cannot run {}: {e}; the desktop will not run", s.vncserver.display());
-            return DesktopLaunched { vnc_started: false, proxy: None };
+            log::warn!(
+                "cannot run {}: {e}; the desktop will not run",
+                s.vncserver.display()
+            );
+            return DesktopLaunched {
+                vnc_started: false,
+                proxy: None,
+            };
         }
         Err(_) => {
-            log::warn!("vncserver did not start within {}s", VNC_START_TIMEOUT.as_secs());
-            return DesktopLaunched { vnc_started: false, proxy: None };
+            log::warn!(
+                "vncserver did not start within {}s",
+                VNC_START_TIMEOUT.as_secs()
+            );
+            return DesktopLaunched {
+                vnc_started: false,
+                proxy: None,
+            };
         }
     }
     let mut proxy = Command::new(&s.novnc_proxy);
     proxy
-        .args(["--listen", &format!("0.0.0.0:{}", s.novnc_port), "--vnc", &format!("127.0.0.1:{}", s.vnc_port())])
+        .args([
+            "--listen",
+            &format!("0.0.0.0:{}", s.novnc_port),
+            "--vnc",
+            &format!("127.0.0.1:{}", s.vnc_port()),
+        ])
         .arg("--web")
         .arg(&s.novnc_web)
         .stdin(Stdio::null())
@@ -124,11 +166,20 @@ async fn launch(s: DesktopSettings) -> DesktopLaunched {
                 actix::spawn(drain_output("novnc", err, None, || {}));
             }
             log::info!("desktop available through noVNC on port {}", s.novnc_port);
-            DesktopLaunched { vnc_started: true, proxy: Some(child) }
+            DesktopLaunched {
+                vnc_started: true,
+                proxy: Some(child),
+            }
         }
         Err(e) => {
-            log::warn!("cannot start {}: {e}; the desktop will not be reachable", s.novnc_proxy.display());
-            DesktopLaunched { vnc_started: true, proxy: None }
+            log::warn!(
+                "cannot start {}: {e}; the desktop will not be reachable",
+                s.novnc_proxy.display()
+            );
+            DesktopLaunched {
+                vnc_started: true,
+                proxy: None,
+            }
         }
     }
 }
@@ -146,7 +197,11 @@ async fn stop_vnc(s: &DesktopSettings) {
 
 impl DesktopSupervisor {
     pub fn new(settings: DesktopSettings) -> Self {
-        DesktopSupervisor { settings, vnc_started: false, proxy: None }
+        DesktopSupervisor {
+            settings,
+            vnc_started: false,
+            proxy: None,
+        }
     }
 }
 
@@ -206,7 +261,9 @@ pub struct DesktopHandle {
 impl DesktopHandle {
     /// Starts the supervisor when `enable_vnc` is on.
     pub fn start(cfg: &Config) -> Self {
-        let addr = cfg.enable_vnc.then(|| DesktopSupervisor::new(DesktopSettings::from_env()).start());
+        let addr = cfg
+            .enable_vnc
+            .then(|| DesktopSupervisor::new(DesktopSettings::from_env()).start());
         DesktopHandle { addr }
     }
 
@@ -245,9 +302,15 @@ mod tests {
 
     #[test]
     fn vnc_port_follows_the_display() {
-        let s = DesktopSettings { display: ":3".into(), ..DesktopSettings::from_env() };
+        let s = DesktopSettings {
+            display: ":3".into(),
+            ..DesktopSettings::from_env()
+        };
         assert_eq!(s.vnc_port(), 5903);
-        let s = DesktopSettings { display: "host:2.0".into(), ..s };
+        let s = DesktopSettings {
+            display: "host:2.0".into(),
+            ..s
+        };
         assert_eq!(s.vnc_port(), 5902);
     }
 
@@ -255,8 +318,16 @@ mod tests {
     async fn starts_vnc_then_proxy_and_stops_both() {
         let d = tempfile::tempdir().unwrap();
         let log = d.path().join("log");
-        let vnc = script(d.path(), "vncserver", &format!("echo \"vnc $@\" >> {}", log.display()));
-        let proxy = script(d.path(), "novnc_proxy", &format!("echo \"proxy $@\" >> {}\nexec sleep 600", log.display()));
+        let vnc = script(
+            d.path(),
+            "vncserver",
+            &format!("echo \"vnc $@\" >> {}", log.display()),
+        );
+        let proxy = script(
+            d.path(),
+            "novnc_proxy",
+            &format!("echo \"proxy $@\" >> {}\nexec sleep 600", log.display()),
+        );
         let settings = DesktopSettings {
             vncserver: vnc,
             novnc_proxy: proxy,
@@ -268,9 +339,14 @@ mod tests {
         let h = DesktopHandle::from_addr(DesktopSupervisor::new(settings).start());
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while h.running().await.unwrap() != Some(true)
-            || !std::fs::read_to_string(&log).unwrap_or_default().contains("proxy")
+            || !std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("proxy")
         {
-            assert!(std::time::Instant::now() < deadline, "desktop did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "desktop did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         h.shutdown().await;

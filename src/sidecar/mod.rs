@@ -28,7 +28,10 @@ pub async fn terminate(mut child: Child) {
     };
     let group = Pid::from_raw(pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait().await;
     }
@@ -39,8 +42,12 @@ pub async fn terminate(mut child: Child) {
 /// Logs the lines of a child's output under `name` until it closes; returns once a line contains
 /// `marker` is seen by calling `on_marker` (at most once), and keeps draining afterwards so the
 /// pipe never fills.
-pub async fn drain_output<R, F>(name: &'static str, reader: R, marker: Option<&'static str>, on_marker: F)
-where
+pub async fn drain_output<R, F>(
+    name: &'static str,
+    reader: R,
+    marker: Option<&'static str>,
+    on_marker: F,
+) where
     R: tokio::io::AsyncRead + Unpin,
     F: FnOnce(),
 {
@@ -48,12 +55,11 @@ where
     let mut on_marker = Some(on_marker);
     while let Ok(Some(line)) = lines.next_line().await {
         log::debug!(target: "sidecar", "{name}: {line}");
-        if let Some(m) = marker {
-            if line.contains(m) {
-                if let Some(f) = on_marker.take() {
-                    f();
-                }
-            }
+        if let Some(m) = marker
+            && line.contains(m)
+            && let Some(f) = on_marker.take()
+        {
+            f();
         }
     }
 }

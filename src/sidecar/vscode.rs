@@ -72,22 +72,40 @@ pub struct StopVscode;
 impl VscodeSupervisor {
     pub fn new(settings: VscodeSettings) -> Self {
         let token = settings.token.clone();
-        VscodeSupervisor { settings, token, child: None }
+        VscodeSupervisor {
+            settings,
+            token,
+            child: None,
+        }
     }
 
     fn launch(&mut self) {
         let s = &self.settings;
         if !s.binary.is_file() {
-            log::warn!("VSCode is enabled but {} is not installed; VSCode will not run", s.binary.display());
+            log::warn!(
+                "VSCode is enabled but {} is not installed; VSCode will not run",
+                s.binary.display()
+            );
             return;
         }
         if std::net::TcpListener::bind(("0.0.0.0", s.port)).is_err() {
             log::warn!("VSCode port {} is in use; VSCode will not run", s.port);
             return;
         }
-        let token = self.token.clone().unwrap_or_else(|| (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect());
+        let token = self.token.clone().unwrap_or_else(|| {
+            (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect()
+        });
         let mut cmd = Command::new(&s.binary);
-        cmd.args(["--host", "0.0.0.0", "--connection-token", &token, "--port", &s.port.to_string()]);
+        cmd.args([
+            "--host",
+            "0.0.0.0",
+            "--connection-token",
+            &token,
+            "--port",
+            &s.port.to_string(),
+        ]);
         if s.extensions_dir.is_dir() {
             cmd.arg("--extensions-dir").arg(&s.extensions_dir);
         }
@@ -106,9 +124,14 @@ impl VscodeSupervisor {
         };
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         if let Some(out) = child.stdout.take() {
-            actix::spawn(drain_output("openvscode-server", out, Some(READY_MARKER), move || {
-                let _ = ready_tx.send(());
-            }));
+            actix::spawn(drain_output(
+                "openvscode-server",
+                out,
+                Some(READY_MARKER),
+                move || {
+                    let _ = ready_tx.send(());
+                },
+            ));
         }
         if let Some(err) = child.stderr.take() {
             actix::spawn(drain_output("openvscode-server", err, None, || {}));
@@ -117,7 +140,10 @@ impl VscodeSupervisor {
         actix::spawn(async move {
             match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
                 Ok(Ok(())) => log::info!("VSCode server ready on port {port}"),
-                _ => log::warn!("VSCode server did not report ready within {}s", READY_TIMEOUT.as_secs()),
+                _ => log::warn!(
+                    "VSCode server did not report ready within {}s",
+                    READY_TIMEOUT.as_secs()
+                ),
             }
         });
         self.token = Some(token);
@@ -143,7 +169,10 @@ impl Handler<GetVscodeState> for VscodeSupervisor {
 
     fn handle(&mut self, _: GetVscodeState, _: &mut Self::Context) -> VscodeState {
         let running = self.child.as_mut().is_some_and(is_alive);
-        VscodeState { running, token: self.token.clone() }
+        VscodeState {
+            running,
+            token: self.token.clone(),
+        }
     }
 }
 
@@ -169,7 +198,9 @@ pub struct VscodeHandle {
 impl VscodeHandle {
     /// Starts the supervisor when `enable_vscode` is on.
     pub fn start(cfg: &Config) -> Self {
-        let addr = cfg.enable_vscode.then(|| VscodeSupervisor::new(VscodeSettings::from_config(cfg)).start());
+        let addr = cfg
+            .enable_vscode
+            .then(|| VscodeSupervisor::new(VscodeSettings::from_config(cfg)).start());
         VscodeHandle { addr }
     }
 
@@ -204,7 +235,11 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     #[actix_rt::test]
@@ -216,9 +251,27 @@ mod tests {
             token: Some("k1".into()),
         };
         let h = VscodeHandle::from_addr(VscodeSupervisor::new(settings.clone()).start());
-        assert_eq!(h.state().await.unwrap(), Some(VscodeState { running: false, token: Some("k1".into()) }));
-        let h = VscodeHandle::from_addr(VscodeSupervisor::new(VscodeSettings { token: None, ..settings }).start());
-        assert_eq!(h.state().await.unwrap(), Some(VscodeState { running: false, token: None }));
+        assert_eq!(
+            h.state().await.unwrap(),
+            Some(VscodeState {
+                running: false,
+                token: Some("k1".into())
+            })
+        );
+        let h = VscodeHandle::from_addr(
+            VscodeSupervisor::new(VscodeSettings {
+                token: None,
+                ..settings
+            })
+            .start(),
+        );
+        assert_eq!(
+            h.state().await.unwrap(),
+            Some(VscodeState {
+                running: false,
+                token: None
+            })
+        );
     }
 
     #[actix_rt::test]
@@ -233,7 +286,12 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let port = free_port();
-        let settings = VscodeSettings { binary: script, extensions_dir: d.path().join("none"), port, token: None };
+        let settings = VscodeSettings {
+            binary: script,
+            extensions_dir: d.path().join("none"),
+            port,
+            token: None,
+        };
         let h = VscodeHandle::from_addr(VscodeSupervisor::new(settings).start());
         let state = h.state().await.unwrap().unwrap();
         assert!(state.running);
@@ -241,17 +299,19 @@ mod tests {
         assert_eq!(token.len(), 64);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let args = loop {
-            if let Ok(a) = std::fs::read_to_string(&pidfile).map(|a| a.trim().to_string()) {
-                if !a.is_empty() {
-                    break a;
-                }
+            if let Ok(a) = std::fs::read_to_string(&pidfile).map(|a| a.trim().to_string())
+                && !a.is_empty()
+            {
+                break a;
             }
             assert!(std::time::Instant::now() < deadline, "script did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(
             args,
-            format!("--host 0.0.0.0 --connection-token {token} --port {port} --disable-workspace-trust")
+            format!(
+                "--host 0.0.0.0 --connection-token {token} --port {port} --disable-workspace-trust"
+            )
         );
         h.shutdown().await;
         assert_eq!(h.state().await.unwrap().map(|s| s.running), Some(false));

@@ -37,7 +37,11 @@ pub fn content_disposition(filename: &str) -> String {
 pub fn python_mtime_repr(sec: i64, nsec: i64) -> String {
     let f = sec as f64 + nsec as f64 * 1e-9;
     let s = format!("{f}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") { s } else { format!("{s}.0") }
+    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
+        s
+    } else {
+        format!("{s}.0")
+    }
 }
 
 /// The quoted entity tag: MD5 hex of `"<repr(st_mtime)>-<st_size>"`.
@@ -97,25 +101,40 @@ pub fn parse_range(header: &str, size: u64) -> Result<Vec<(u64, u64)>, RangeErro
             if a.is_empty() && b.is_empty() {
                 continue;
             }
-            let first = if a.is_empty() { size_i - num(b) } else { num(a) };
-            let last = if !a.is_empty() && !b.is_empty() && num(b) < size_i { num(b) + 1 } else { size_i };
+            let first = if a.is_empty() {
+                size_i - num(b)
+            } else {
+                num(a)
+            };
+            let last = if !a.is_empty() && !b.is_empty() && num(b) < size_i {
+                num(b) + 1
+            } else {
+                size_i
+            };
             ranges.push((first, last));
         } else {
             i = if j > start { j } else { start + 1 };
         }
     }
     if ranges.is_empty() {
-        return Err(RangeError::Malformed("Range header: range must be requested"));
+        return Err(RangeError::Malformed(
+            "Range header: range must be requested",
+        ));
     }
     if ranges.iter().any(|(s, _)| !(0 <= *s && *s < size_i)) {
         return Err(RangeError::NotSatisfiable);
     }
     if ranges.iter().any(|(s, e)| s > e) {
-        return Err(RangeError::Malformed("Range header: start must be less than end"));
+        return Err(RangeError::Malformed(
+            "Range header: start must be less than end",
+        ));
     }
     let to_u64 = |v: i128| u64::try_from(v).unwrap_or(0);
     if ranges.len() == 1 {
-        return Ok(ranges.into_iter().map(|(s, e)| (to_u64(s), to_u64(e))).collect());
+        return Ok(ranges
+            .into_iter()
+            .map(|(s, e)| (to_u64(s), to_u64(e)))
+            .collect());
     }
     let mut merged: Vec<(i128, i128)> = Vec::new();
     for (s, e) in ranges {
@@ -136,12 +155,24 @@ pub fn parse_range(header: &str, size: u64) -> Result<Vec<(u64, u64)>, RangeErro
             merged.push((s, e));
         }
     }
-    Ok(merged.into_iter().map(|(s, e)| (to_u64(s), to_u64(e))).collect())
+    Ok(merged
+        .into_iter()
+        .map(|(s, e)| (to_u64(s), to_u64(e)))
+        .collect())
 }
 
 /// The part header written before each range of a `multipart/byteranges` body.
-pub fn multipart_part_header(boundary: &str, content_type: &str, start: u64, end: u64, size: u64) -> String {
-    format!("--{boundary}\nContent-Type: {content_type}\nContent-Range: bytes {start}-{}/{size}\n\n", end - 1)
+pub fn multipart_part_header(
+    boundary: &str,
+    content_type: &str,
+    start: u64,
+    end: u64,
+    size: u64,
+) -> String {
+    format!(
+        "--{boundary}\nContent-Type: {content_type}\nContent-Range: bytes {start}-{}/{size}\n\n",
+        end - 1
+    )
 }
 
 /// The closing line of a `multipart/byteranges` body.
@@ -155,19 +186,40 @@ mod tests {
 
     #[test]
     fn dispositions() {
-        assert_eq!(content_disposition("data.bin"), "attachment; filename=\"data.bin\"");
-        assert_eq!(content_disposition("with space é.txt"), "attachment; filename*=utf-8''with%20space%20%C3%A9.txt");
-        assert_eq!(content_disposition("q\"uote.txt"), "attachment; filename*=utf-8''q%22uote.txt");
-        assert_eq!(content_disposition("per%cent.txt"), "attachment; filename*=utf-8''per%25cent.txt");
-        assert_eq!(content_disposition("a~b-c_d.e"), "attachment; filename=\"a~b-c_d.e\"");
+        assert_eq!(
+            content_disposition("data.bin"),
+            "attachment; filename=\"data.bin\""
+        );
+        assert_eq!(
+            content_disposition("with space é.txt"),
+            "attachment; filename*=utf-8''with%20space%20%C3%A9.txt"
+        );
+        assert_eq!(
+            content_disposition("q\"uote.txt"),
+            "attachment; filename*=utf-8''q%22uote.txt"
+        );
+        assert_eq!(
+            content_disposition("per%cent.txt"),
+            "attachment; filename*=utf-8''per%25cent.txt"
+        );
+        assert_eq!(
+            content_disposition("a~b-c_d.e"),
+            "attachment; filename=\"a~b-c_d.e\""
+        );
     }
 
     #[test]
     fn etags_match_the_reference_formula() {
         // Values computed with CPython: repr(1764336329 + 123456789 * 1e-9) and hashlib.md5.
-        assert_eq!(python_mtime_repr(1764336329, 123456789), "1764336329.1234567");
+        assert_eq!(
+            python_mtime_repr(1764336329, 123456789),
+            "1764336329.1234567"
+        );
         assert_eq!(python_mtime_repr(1764336329, 0), "1764336329.0");
-        assert_eq!(etag(1764336329, 0, 6), "\"e4c909dc7fcc6c609e83840d14f5ecb6\"");
+        assert_eq!(
+            etag(1764336329, 0, 6),
+            "\"e4c909dc7fcc6c609e83840d14f5ecb6\""
+        );
         assert_eq!(http_date(1795872329), "Sat, 28 Nov 2026 13:25:29 GMT");
     }
 
@@ -178,18 +230,54 @@ mod tests {
         assert_eq!(parse_range("bytes=-10", 100), Ok(vec![(90, 100)]));
         assert_eq!(parse_range("bytes=0-999", 100), Ok(vec![(0, 100)]));
         assert_eq!(parse_range("Bytes = 5-5", 100), Ok(vec![(5, 6)]));
-        assert_eq!(parse_range("bytes=0-4,10-14", 100), Ok(vec![(0, 5), (10, 15)]));
+        assert_eq!(
+            parse_range("bytes=0-4,10-14", 100),
+            Ok(vec![(0, 5), (10, 15)])
+        );
         assert_eq!(parse_range("bytes=0-4,3-14", 100), Ok(vec![(0, 15)]));
-        assert_eq!(parse_range("bytes=10-14,0-4", 100), Ok(vec![(0, 5), (10, 15)]));
-        assert_eq!(parse_range("bytes=100-", 100), Err(RangeError::NotSatisfiable));
-        assert_eq!(parse_range("bytes=-200", 100), Err(RangeError::NotSatisfiable));
+        assert_eq!(
+            parse_range("bytes=10-14,0-4", 100),
+            Ok(vec![(0, 5), (10, 15)])
+        );
+        assert_eq!(
+            parse_range("bytes=100-", 100),
+            Err(RangeError::NotSatisfiable)
+        );
+        assert_eq!(
+            parse_range("bytes=-200", 100),
+            Err(RangeError::NotSatisfiable)
+        );
         assert_eq!(parse_range("bytes=0-0", 0), Err(RangeError::NotSatisfiable));
-        assert_eq!(parse_range("bytes=9-3", 100), Err(RangeError::Malformed("Range header: start must be less than end")));
-        assert_eq!(parse_range("items=0-1", 100), Err(RangeError::Malformed("Only support bytes range")));
-        assert_eq!(parse_range("bytes", 100), Err(RangeError::Malformed("Malformed range header.")));
-        assert_eq!(parse_range("bytes=abc", 100), Err(RangeError::Malformed("Range header: range must be requested")));
-        assert_eq!(parse_range("bytes=-", 100), Err(RangeError::Malformed("Range header: range must be requested")));
-        assert_eq!(parse_range("bytes=99999999999999999999999-", 100), Err(RangeError::NotSatisfiable));
+        assert_eq!(
+            parse_range("bytes=9-3", 100),
+            Err(RangeError::Malformed(
+                "Range header: start must be less than end"
+            ))
+        );
+        assert_eq!(
+            parse_range("items=0-1", 100),
+            Err(RangeError::Malformed("Only support bytes range"))
+        );
+        assert_eq!(
+            parse_range("bytes", 100),
+            Err(RangeError::Malformed("Malformed range header."))
+        );
+        assert_eq!(
+            parse_range("bytes=abc", 100),
+            Err(RangeError::Malformed(
+                "Range header: range must be requested"
+            ))
+        );
+        assert_eq!(
+            parse_range("bytes=-", 100),
+            Err(RangeError::Malformed(
+                "Range header: range must be requested"
+            ))
+        );
+        assert_eq!(
+            parse_range("bytes=99999999999999999999999-", 100),
+            Err(RangeError::NotSatisfiable)
+        );
     }
 
     #[test]

@@ -39,10 +39,18 @@ pub fn pure_path(s: &str) -> PathBuf {
 /// component, a missing component is kept as written and a later `..` removes it lexically, a
 /// symlink loop leaves the rest of the path unresolved.
 pub fn resolve(cwd: &Path, p: &str) -> PathBuf {
-    let joined = if p.starts_with('/') { PathBuf::from(p) } else { cwd.join(p) };
+    let joined = if p.starts_with('/') {
+        PathBuf::from(p)
+    } else {
+        cwd.join(p)
+    };
     let mut seen = HashMap::new();
     let (out, _) = join_realpath(PathBuf::new(), joined.as_os_str().as_bytes(), &mut seen, 0);
-    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// Upper bound on nested symlink resolution, as a guard against pathological chains.
@@ -79,7 +87,9 @@ fn join_realpath(
             continue;
         }
         let newpath = path.join(std::ffi::OsStr::from_bytes(name));
-        let is_link = std::fs::symlink_metadata(&newpath).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let is_link = std::fs::symlink_metadata(&newpath)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
         if !is_link {
             path = newpath;
             continue;
@@ -114,14 +124,22 @@ fn join_realpath(
 }
 
 fn join_bytes(base: &Path, rest: &[u8]) -> PathBuf {
-    if rest.is_empty() { base.to_path_buf() } else { base.join(OsString::from_vec(rest.to_vec())) }
+    if rest.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(OsString::from_vec(rest.to_vec()))
+    }
 }
 
 /// Python's `repr()` of a path string, as it appears in `OSError` messages: `'...'`, or `"..."`
 /// when the text holds a single quote and no double quote.
 pub fn py_repr(p: &Path) -> String {
     let s = p.to_string_lossy();
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for ch in s.chars() {
@@ -134,7 +152,9 @@ pub fn py_repr(p: &Path) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -149,7 +169,9 @@ pub fn os_error_text(e: &io::Error, path: Option<&Path>) -> String {
         return e.to_string();
     };
     let full = io::Error::from_raw_os_error(code).to_string();
-    let strerror = full.strip_suffix(&format!(" (os error {code})")).unwrap_or(&full);
+    let strerror = full
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&full);
     match path {
         Some(p) => format!("[Errno {code}] {strerror}: {}", py_repr(p)),
         None => format!("[Errno {code}] {strerror}"),
@@ -162,7 +184,9 @@ pub fn mkdir_parents(dir: &Path) -> Result<(), (io::Error, PathBuf)> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match dir.parent() {
-                Some(parent) if parent != dir && !parent.as_os_str().is_empty() => mkdir_parents(parent)?,
+                Some(parent) if parent != dir && !parent.as_os_str().is_empty() => {
+                    mkdir_parents(parent)?
+                }
                 _ => return Err((e, dir.to_path_buf())),
             }
             match std::fs::create_dir(dir) {
@@ -179,8 +203,10 @@ pub fn mkdir_parents(dir: &Path) -> Result<(), (io::Error, PathBuf)> {
 /// True when `Path.exists()` would be false without raising: the path is missing, a component is
 /// not a directory, a symlink loops, or the path holds a NUL byte.
 pub fn is_absent_error(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidInput)
-        || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EBADF))
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidInput
+    ) || matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EBADF))
 }
 
 #[cfg(test)]
@@ -189,9 +215,18 @@ mod tests {
 
     #[test]
     fn tails_are_fully_decoded() {
-        assert_eq!(url_tail("/api/file/download//tmp/a%20b", "/api/file/download/").as_deref(), Some("/tmp/a b"));
-        assert_eq!(url_tail("/api/file/download/%2Ftmp/x", "/api/file/download/").as_deref(), Some("/tmp/x"));
-        assert_eq!(url_tail("/api/file/download/%C3%A9%FF", "/api/file/download/").as_deref(), Some("é\u{FFFD}"));
+        assert_eq!(
+            url_tail("/api/file/download//tmp/a%20b", "/api/file/download/").as_deref(),
+            Some("/tmp/a b")
+        );
+        assert_eq!(
+            url_tail("/api/file/download/%2Ftmp/x", "/api/file/download/").as_deref(),
+            Some("/tmp/x")
+        );
+        assert_eq!(
+            url_tail("/api/file/download/%C3%A9%FF", "/api/file/download/").as_deref(),
+            Some("é\u{FFFD}")
+        );
         assert_eq!(url_tail("/api/file/download", "/api/file/download/"), None);
     }
 
@@ -214,7 +249,10 @@ mod tests {
         let r = |p: &str| resolve(&root, p);
         assert_eq!(r("link/x.txt"), root.join("real/x.txt"));
         assert_eq!(r("missing/../real"), root.join("real"));
-        assert_eq!(r(&format!("{}/link/../real/./", root.display())), root.join("real"));
+        assert_eq!(
+            r(&format!("{}/link/../real/./", root.display())),
+            root.join("real")
+        );
         assert_eq!(r("/"), PathBuf::from("/"));
         assert_eq!(r("/.."), PathBuf::from("/"));
         assert_eq!(r("loop/x"), root.join("loop/x"));
@@ -224,7 +262,10 @@ mod tests {
     #[test]
     fn os_errors_read_like_python() {
         let e = io::Error::from_raw_os_error(libc::EISDIR);
-        assert_eq!(os_error_text(&e, Some(Path::new("/tmp/d"))), "[Errno 21] Is a directory: '/tmp/d'");
+        assert_eq!(
+            os_error_text(&e, Some(Path::new("/tmp/d"))),
+            "[Errno 21] Is a directory: '/tmp/d'"
+        );
         assert_eq!(os_error_text(&e, None), "[Errno 21] Is a directory");
         assert_eq!(py_repr(Path::new("/a'b")), "\"/a'b\"");
         assert_eq!(py_repr(Path::new("/a'b\"")), "'/a\\'b\"'");
@@ -238,8 +279,14 @@ mod tests {
         mkdir_parents(&d.path().join("a/b")).unwrap();
         std::fs::write(d.path().join("file"), b"x").unwrap();
         let (e, at) = mkdir_parents(&d.path().join("file")).unwrap_err();
-        assert_eq!((e.raw_os_error(), at), (Some(libc::EEXIST), d.path().join("file")));
+        assert_eq!(
+            (e.raw_os_error(), at),
+            (Some(libc::EEXIST), d.path().join("file"))
+        );
         let (e, at) = mkdir_parents(&d.path().join("file/sub/deeper")).unwrap_err();
-        assert_eq!((e.raw_os_error(), at), (Some(libc::ENOTDIR), d.path().join("file/sub/deeper")));
+        assert_eq!(
+            (e.raw_os_error(), at),
+            (Some(libc::ENOTDIR), d.path().join("file/sub/deeper"))
+        );
     }
 }

@@ -57,13 +57,18 @@ fn add_tree(zip: &mut ZipWriter<File>, path: &Path) -> Result<(), TrajectoryErro
         .unix_permissions(meta.permissions().mode() & 0o7777);
     if meta.is_dir() {
         zip.add_directory(entry_name(path), options)?;
-        let mut children: Vec<_> = std::fs::read_dir(path)?.filter_map(Result::ok).map(|e| e.path()).collect();
+        let mut children: Vec<_> = std::fs::read_dir(path)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
         children.sort();
         for child in children {
             add_tree(zip, &child)?;
         }
     } else if meta.is_file() {
-        let options = options.compression_method(CompressionMethod::Deflated).large_file(meta.len() > u32::MAX as u64);
+        let options = options
+            .compression_method(CompressionMethod::Deflated)
+            .large_file(meta.len() > u32::MAX as u64);
         zip.start_file(entry_name(path), options)?;
         let mut src = File::open(path)?;
         io::copy(&mut src, zip)?;
@@ -93,7 +98,10 @@ mod tests {
     #[test]
     fn archive_holds_the_directory_under_its_absolute_name() {
         let d = tempfile::tempdir().unwrap();
-        let conv = d.path().join("conversations").join("0123456789abcdef0123456789abcdef");
+        let conv = d
+            .path()
+            .join("conversations")
+            .join("0123456789abcdef0123456789abcdef");
         std::fs::create_dir_all(conv.join("events")).unwrap();
         std::fs::write(conv.join("base_state.json"), b"{}").unwrap();
         std::fs::write(conv.join("events/event-00000-x.json"), b"{\"a\":1}").unwrap();
@@ -112,8 +120,15 @@ mod tests {
             ]
         );
         let mut text = String::new();
-        archive.by_name(&format!("{prefix}/events/event-00000-x.json")).unwrap().read_to_string(&mut text).unwrap();
+        archive
+            .by_name(&format!("{prefix}/events/event-00000-x.json"))
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "{\"a\":1}");
-        assert!(matches!(build(&d.path().join("nope")), Err(TrajectoryError::Missing)));
+        assert!(matches!(
+            build(&d.path().join("nope")),
+            Err(TrajectoryError::Missing)
+        ));
     }
 }

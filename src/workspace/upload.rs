@@ -20,7 +20,9 @@ const MAX_SYMLINKS: usize = 40;
 pub fn write_target(path: &Path) -> PathBuf {
     let mut p = path.to_path_buf();
     for _ in 0..MAX_SYMLINKS {
-        let is_link = std::fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let is_link = std::fs::symlink_metadata(&p)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
         if !is_link {
             break;
         }
@@ -67,10 +69,19 @@ impl UploadSink {
             mkdir_parents(parent).map_err(|(e, at)| os_error_text(&e, Some(&at)))?;
         }
         let target = write_target(requested);
-        if std::fs::metadata(&target).map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(os_error_text(&io::Error::from_raw_os_error(libc::EISDIR), Some(requested)));
+        if std::fs::metadata(&target)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            return Err(os_error_text(
+                &io::Error::from_raw_os_error(libc::EISDIR),
+                Some(requested),
+            ));
         }
-        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("/"));
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("/"));
         let named = tempfile::Builder::new()
             .prefix(".upload-")
             .tempfile_in(dir)
@@ -87,7 +98,10 @@ impl UploadSink {
 
     /// Appends `chunk`.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {
-        self.file.write_all(chunk).await.map_err(|e| os_error_text(&e, None))?;
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| os_error_text(&e, None))?;
         self.written += chunk.len() as u64;
         Ok(())
     }
@@ -100,14 +114,21 @@ impl UploadSink {
     /// Flushes, gives the file the destination's permissions (or the default `0666 & !umask`) and
     /// renames it over the destination.
     pub async fn commit(mut self) -> Result<(), String> {
-        self.file.flush().await.map_err(|e| os_error_text(&e, None))?;
+        self.file
+            .flush()
+            .await
+            .map_err(|e| os_error_text(&e, None))?;
         let file = self.file.into_std().await;
         let (temp, target, requested) = (self.temp, self.target, self.requested);
         let done = tokio::task::spawn_blocking(move || {
-            let mode = std::fs::metadata(&target).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o666 & !umask());
-            file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| os_error_text(&e, None))?;
+            let mode = std::fs::metadata(&target)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o666 & !umask());
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| os_error_text(&e, None))?;
             drop(file);
-            temp.persist(&target).map_err(|e| os_error_text(&e.error, Some(&requested)))
+            temp.persist(&target)
+                .map_err(|e| os_error_text(&e.error, Some(&requested)))
         })
         .await;
         match done {
@@ -130,19 +151,48 @@ mod tests {
         sink.write(b"world").await.unwrap();
         assert_eq!(sink.written(), 11);
         sink.commit().await.unwrap();
-        assert_eq!(std::fs::read(root.join("a/b/new.txt")).unwrap(), b"hello world");
-        assert_eq!(std::fs::metadata(root.join("a/b/new.txt")).unwrap().permissions().mode() & 0o777, 0o666 & !umask());
+        assert_eq!(
+            std::fs::read(root.join("a/b/new.txt")).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            std::fs::metadata(root.join("a/b/new.txt"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o666 & !umask()
+        );
         let leftovers: Vec<_> = std::fs::read_dir(root.join("a/b")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
 
-        std::fs::set_permissions(root.join("a/b/new.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(
+            root.join("a/b/new.txt"),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
         std::os::unix::fs::symlink(root.join("a/b/new.txt"), root.join("link")).unwrap();
         let mut sink = UploadSink::create(&root.join("link")).unwrap();
         sink.write(b"replaced").await.unwrap();
         sink.commit().await.unwrap();
-        assert!(std::fs::symlink_metadata(root.join("link")).unwrap().file_type().is_symlink());
-        assert_eq!(std::fs::read(root.join("a/b/new.txt")).unwrap(), b"replaced");
-        assert_eq!(std::fs::metadata(root.join("a/b/new.txt")).unwrap().permissions().mode() & 0o777, 0o640);
+        assert!(
+            std::fs::symlink_metadata(root.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read(root.join("a/b/new.txt")).unwrap(),
+            b"replaced"
+        );
+        assert_eq!(
+            std::fs::metadata(root.join("a/b/new.txt"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
     }
 
     #[tokio::test]
@@ -152,9 +202,18 @@ mod tests {
         std::fs::create_dir(root.join("dir")).unwrap();
         std::fs::write(root.join("file"), b"x").unwrap();
         let err = UploadSink::create(&root.join("dir")).err().unwrap();
-        assert_eq!(err, format!("[Errno 21] Is a directory: '{}'", root.join("dir").display()));
+        assert_eq!(
+            err,
+            format!(
+                "[Errno 21] Is a directory: '{}'",
+                root.join("dir").display()
+            )
+        );
         let err = UploadSink::create(&root.join("file/x.txt")).err().unwrap();
-        assert_eq!(err, format!("[Errno 17] File exists: '{}'", root.join("file").display()));
+        assert_eq!(
+            err,
+            format!("[Errno 17] File exists: '{}'", root.join("file").display())
+        );
         // An abandoned upload leaves nothing behind.
         let mut sink = UploadSink::create(&root.join("dir/partial.txt")).unwrap();
         sink.write(b"half").await.unwrap();
