@@ -43,7 +43,10 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
-        Ok(Services { config: web::Data::new(config), activity: web::Data::new(Activity::default()) })
+        Ok(Services {
+            config: web::Data::new(config),
+            activity: web::Data::new(Activity::default()),
+        })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
