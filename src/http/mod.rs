@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP behaviour in one place: the route table used for the reference's
 //! 404/405/307 answers, CORS, session-key authentication and the access log.
 
+pub mod extractor_errors;
 pub mod validate;
 
 use std::time::Instant;
