@@ -89,6 +89,11 @@ pub fn build_app(
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
+        .app_data(http::extractor_errors::json_config(
+            services.config.max_body_bytes,
+        ))
+        .app_data(http::extractor_errors::query_config())
+        .app_data(http::extractor_errors::path_config())
         .configure(routes::configure)
         .wrap(from_fn(http::gate))
 }

@@ -8,14 +8,17 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Activity {
     started: Instant,
-    /// Last time a conversation event was published (or a request touched `/api`).
+    /// Last time a conversation event was published (requests do not count, as in the reference).
     last: Mutex<Instant>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         let now = Instant::now();
-        Activity { started: now, last: Mutex::new(now) }
+        Activity {
+            started: now,
+            last: Mutex::new(now),
+        }
     }
 }
 
@@ -27,9 +30,6 @@ impl Activity {
         }
     }
 
-    /// Requests do not reset idle time in the reference; only events do. Kept as a hook.
-    pub fn touch_request(&self) {}
-
     /// Whole seconds since start.
     pub fn uptime(&self) -> f64 {
         self.started.elapsed().as_secs() as f64
@@ -37,6 +37,9 @@ impl Activity {
 
     /// Whole seconds since the last event (or start).
     pub fn idle_time(&self) -> f64 {
-        self.last.lock().map(|l| l.elapsed().as_secs() as f64).unwrap_or(0.0)
+        self.last
+            .lock()
+            .map(|l| l.elapsed().as_secs() as f64)
+            .unwrap_or(0.0)
     }
 }

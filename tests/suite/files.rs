@@ -376,10 +376,10 @@ impl ServerProcess {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::get(format!("{base}/alive")).await {
-                if r.status() == 200 {
-                    break;
-                }
+            if let Ok(r) = reqwest::get(format!("{base}/alive")).await
+                && r.status() == 200
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
