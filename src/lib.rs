@@ -9,6 +9,9 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
+//!   zip, git changes and diffs).
+//! - [`sidecar`]: supervisors of the optional VS Code and VNC desktop processes.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -20,8 +23,10 @@ pub mod http;
 pub mod llm;
 pub mod logging;
 pub mod routes;
+pub mod sidecar;
 pub mod state;
 pub mod tools;
+pub mod workspace;
 
 use std::net::TcpListener;
 
@@ -31,6 +36,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Config;
+use crate::sidecar::desktop::DesktopHandle;
+use crate::sidecar::vscode::VscodeHandle;
 use crate::state::Activity;
 
 /// Everything the routes need, created once before the HTTP server starts.
@@ -38,6 +45,10 @@ use crate::state::Activity;
 pub struct Services {
     pub config: web::Data<Config>,
     pub activity: web::Data<Activity>,
+    /// The VS Code supervisor (absent inside when disabled).
+    pub vscode: web::Data<VscodeHandle>,
+    /// The VNC desktop supervisor (absent inside when disabled).
+    pub desktop: web::Data<DesktopHandle>,
 }
 
 impl Services {
@@ -46,14 +57,21 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
+        let vscode = web::Data::new(VscodeHandle::start(&config));
+        let desktop = web::Data::new(DesktopHandle::start(&config));
         Ok(Services {
             config: web::Data::new(config),
             activity: web::Data::new(Activity::default()),
+            vscode,
+            desktop,
         })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.vscode.shutdown().await;
+        self.desktop.shutdown().await;
+    }
 }
 
 /// The application: the gate middleware, app data and every route. Used by `main` and the tests.
@@ -71,7 +89,14 @@ pub fn build_app(
     App::new()
         .app_data(services.config.clone())
         .app_data(services.activity.clone())
+        .app_data(services.vscode.clone())
+        .app_data(services.desktop.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
+        .app_data(http::extractor_errors::json_config(
+            services.config.max_body_bytes,
+        ))
+        .app_data(http::extractor_errors::query_config())
+        .app_data(http::extractor_errors::path_config())
         .configure(routes::configure)
         .wrap(from_fn(http::gate))
 }

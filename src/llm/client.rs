@@ -286,18 +286,16 @@ impl LlmClient {
             .get(COST_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok());
-        parsed.cost = header_cost.or_else(|| {
-            match (
-                self.cfg.input_cost_per_token,
-                self.cfg.output_cost_per_token,
-            ) {
-                (Some(i), Some(o)) => Some(
-                    i * parsed.usage.prompt_tokens as f64
-                        + o * parsed.usage.completion_tokens as f64,
-                ),
-                _ => None,
-            }
-        });
+        let priced = match (
+            self.cfg.input_cost_per_token,
+            self.cfg.output_cost_per_token,
+        ) {
+            (Some(i), Some(o)) => Some(
+                i * parsed.usage.prompt_tokens as f64 + o * parsed.usage.completion_tokens as f64,
+            ),
+            _ => None,
+        };
+        parsed.cost = header_cost.or(priced);
         Ok(parsed)
     }
 }

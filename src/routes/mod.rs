@@ -1,8 +1,12 @@
 //! HTTP routes, one file per resource. Each file has a `configure` that registers exactly the
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
+pub mod desktop;
+pub mod files;
+pub mod git;
 pub mod server;
 pub mod tools;
+pub mod vscode;
 
 use actix_web::web;
 
@@ -10,4 +14,8 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     tools::configure(cfg);
+    files::configure(cfg);
+    git::configure(cfg);
+    vscode::configure(cfg);
+    desktop::configure(cfg);
 }

@@ -238,8 +238,8 @@ impl<'a> Reader<'a> {
             None => json!(default),
             Some(Value::Bool(b)) => json!(b),
             Some(v @ Value::Number(n)) => match n.as_f64() {
-                Some(x) if x == 0.0 => json!(false),
-                Some(x) if x == 1.0 => json!(true),
+                Some(0.0) => json!(false),
+                Some(1.0) => json!(true),
                 _ => {
                     let v = v.clone();
                     self.problem(

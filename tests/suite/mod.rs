@@ -1,4 +1,6 @@
 //! Integration tests, one module per area.
 
+mod files;
 mod foundation;
+mod process;
 mod tools;
