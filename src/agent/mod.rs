@@ -32,11 +32,17 @@
 //!      `step::requires_confirmation(&policy, analyzer, &out.actions)` → status
 //!      `waiting_for_confirmation`; else execute `out.actions` as in 2.
 //!
+//! [`driver::run_step`] implements this iteration (steps 2–4) against a small [`driver::StepHost`]
+//! trait (`events()`, `emit(event)`, `llm_usage(usage_id, &reply)`) and returns a
+//! [`driver::StepEnd`] (`Continue`, `Finished`, `WaitingForConfirmation`, `Error{code, detail}`)
+//! from which the caller sets the status.
+//!
 //! Reject (DEVIATIONS #2): status `idle`, then `events::user_reject_event(&a, reason)` for each
 //! pending action. Title: [`side::first_user_text`], [`side::title_request`],
 //! [`side::title_from_reply`]. ask_agent: [`side::ask_agent_request`], [`side::ask_agent_answer`].
 
 pub mod condenser;
+pub mod driver;
 pub mod events;
 pub mod messages;
 pub mod prompt;
