@@ -45,6 +45,7 @@ pub mod condenser;
 pub mod driver;
 pub mod events;
 pub mod messages;
+pub mod nonnative;
 pub mod prompt;
 pub mod side;
 pub mod step;
@@ -151,21 +152,41 @@ impl Agent {
         {
             tools = self.tool_definitions();
         }
-        LlmRequest {
-            messages: messages::build_messages(events),
-            tools,
+        let messages = messages::build_messages(events);
+        if self.llm.config().native_tool_calling {
+            LlmRequest { messages, tools }
+        } else {
+            LlmRequest {
+                messages: nonnative::convert_messages(&messages, &tools),
+                tools: Vec::new(),
+            }
         }
     }
 
     /// Events for an LLM reply. `llm_security_analyzer`: the conversation's analyzer is set.
+    /// Without native tool calling the reply's text is parsed for a call first; a malformed call
+    /// becomes a user MessageEvent with the error text (§3.6).
     pub fn handle_reply(&self, reply: &LlmResponse, llm_security_analyzer: bool) -> ReplyOutcome {
-        step::handle_reply(
-            reply,
-            &step::ReplyContext {
-                tools: &self.tools,
-                llm_security_analyzer,
+        let ctx = step::ReplyContext {
+            tools: &self.tools,
+            llm_security_analyzer,
+        };
+        if self.llm.config().native_tool_calling {
+            return step::handle_reply(reply, &ctx);
+        }
+        match nonnative::parse_reply(reply, &self.tool_definitions()) {
+            Ok(Some(parsed)) => step::handle_reply(&parsed, &ctx),
+            Ok(None) => step::handle_reply(reply, &ctx),
+            Err(error) => ReplyOutcome {
+                events: vec![events::user_message_event(
+                    vec![crate::tools::text_part(&error)],
+                    Vec::new(),
+                    Vec::new(),
+                )],
+                actions: Vec::new(),
+                finished: false,
             },
-        )
+        }
     }
 
     /// Whether this step must condense instead of calling the agent LLM.
@@ -220,5 +241,45 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn non_native_tool_calling() {
+        let mut a = agent_json();
+        a["llm"]["native_tool_calling"] = json!(false);
+        let agent = Agent::new(&a, "/ws").unwrap();
+        let (user, _) = agent.user_message_event(vec![crate::tools::text_part("task")], &[]);
+        let req = agent.next_request(&[agent.system_prompt_event(), user]);
+        assert!(req.tools.is_empty());
+        assert!(
+            req.messages[0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("<function=FUNCTION_NAME>")
+        );
+        let reply = LlmResponse {
+            id: "r".into(),
+            content: Some("<function=finish>\n<parameter=bogus>x</parameter>\n</function>".into()),
+            ..LlmResponse::default()
+        };
+        let out = agent.handle_reply(&reply, false);
+        assert_eq!(out.events[0]["source"], "user");
+        assert_eq!(
+            out.events[0]["llm_message"]["content"][0]["text"],
+            "Parameter 'bogus' is not allowed for function 'finish'. Allowed parameters: {'message'}"
+        );
+        let reply = LlmResponse {
+            id: "r".into(),
+            content: Some(
+                "done\n<function=finish>\n<parameter=message>bye</parameter>\n</function>".into(),
+            ),
+            ..LlmResponse::default()
+        };
+        let out = agent.handle_reply(&reply, false);
+        assert_eq!(
+            out.actions[0]["action"],
+            json!({"kind": "FinishAction", "message": "bye"})
+        );
+        assert_eq!(out.actions[0]["thought"][0]["text"], "done");
     }
 }
