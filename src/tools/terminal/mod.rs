@@ -68,6 +68,9 @@ pub struct Terminal {
     save_dir: Option<PathBuf>,
     no_change_timeout: f64,
     secrets: Secrets,
+    /// Pid of the current shell (session id), readable without the state lock so `close` can
+    /// interrupt a running command.
+    shell_pid: std::sync::atomic::AtomicI32,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -218,6 +221,7 @@ impl Terminal {
             save_dir: conversation_dir.map(observations_dir),
             no_change_timeout: no_change_timeout.unwrap_or(DEFAULT_NO_CHANGE_TIMEOUT_SECS),
             secrets,
+            shell_pid: std::sync::atomic::AtomicI32::new(0),
             state: tokio::sync::Mutex::new(State {
                 session: None,
                 running: None,
@@ -226,8 +230,9 @@ impl Terminal {
         }
     }
 
-    /// Kills the shell.
+    /// Kills the shell and its jobs (also interrupts a command that is running right now).
     pub async fn close(&self) {
+        session::kill_session(self.shell_pid.swap(0, std::sync::atomic::Ordering::SeqCst));
         let mut st = self.state.lock().await;
         if let Some(mut s) = st.session.take() {
             s.kill();
@@ -239,7 +244,10 @@ impl Terminal {
     pub async fn start(&self) -> std::io::Result<()> {
         let mut st = self.state.lock().await;
         if st.session.is_none() {
-            st.session = Some(BashSession::start(&self.working_dir).await?);
+            let session = BashSession::start(&self.working_dir).await?;
+            self.shell_pid
+                .store(session.pid(), std::sync::atomic::Ordering::SeqCst);
+            st.session = Some(session);
         }
         Ok(())
     }
@@ -330,7 +338,11 @@ impl Terminal {
             }
             st.running = None;
             match BashSession::start(&self.working_dir).await {
-                Ok(s) => st.session = Some(s),
+                Ok(s) => {
+                    self.shell_pid
+                        .store(s.pid(), std::sync::atomic::Ordering::SeqCst);
+                    st.session = Some(s);
+                }
                 Err(e) => {
                     return self.error(
                         raw_command,
@@ -840,5 +852,55 @@ mod tests {
             obs["content"][0]["text"],
             "literal <secret-hidden> and my_token"
         );
+    }
+
+    #[tokio::test]
+    async fn close_kills_the_shell_and_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Arc::new(terminal(dir.path(), 30.0));
+        let obs = run(&t, json!({"command": "sleep 300 & echo $!"})).await;
+        let job: i32 = obs["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let t2 = t.clone();
+        let running = tokio::spawn(async move { run(&t2, json!({"command": "sleep 200"})).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.shell_pid.load(std::sync::atomic::Ordering::SeqCst) == 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        t.close().await;
+        let obs = running.await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "close interrupted the running command"
+        );
+        assert!(
+            obs["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("terminal session exited")
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{job}")).exists() && Instant::now() < deadline {
+            let zombie = std::fs::read_to_string(format!("/proc/{job}/stat"))
+                .is_ok_and(|s| s.contains(") Z"));
+            if zombie {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let alive =
+            std::fs::read_to_string(format!("/proc/{job}/stat")).is_ok_and(|s| !s.contains(") Z"));
+        assert!(!alive, "background job {job} was killed");
     }
 }

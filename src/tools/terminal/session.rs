@@ -336,14 +336,43 @@ impl BashSession {
 
     /// Hangs up the shell and kills its process group.
     pub fn kill(&mut self) {
-        if self.pid > 0 {
-            let pgid = nix::unistd::Pid::from_raw(self.pid);
-            let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGHUP);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        }
+        kill_session(self.pid);
         let _ = self.child.start_kill();
         self.reader.abort();
     }
+}
+
+/// Kills every process of the terminal session led by `sid` (the shell and all its jobs, whatever
+/// their process group): a hang-up first, then SIGKILL. Processes that left the session (daemons)
+/// are not touched.
+pub fn kill_session(sid: i32) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    if sid <= 1 {
+        return;
+    }
+    let _ = kill(Pid::from_raw(sid), Signal::SIGHUP);
+    let members: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|stat| {
+                            // fields after the command name (which may contain spaces): state ppid pgrp session
+                            let rest = &stat[stat.rfind(')')? + 2..];
+                            rest.split(' ').nth(3)?.parse::<i32>().ok()
+                        })
+                        .is_some_and(|s| s == sid)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for pid in members {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = killpg(Pid::from_raw(sid), Signal::SIGKILL);
 }
 
 impl Drop for BashSession {
