@@ -367,3 +367,92 @@ mod tests {
         assert_eq!(log.events.len(), 2);
     }
 }
+
+/// Runs against the conformance suite's fake LLM when `OHCONF_FAKE_LLM` is set
+/// (`python3 -m ohconf.fakellm --port N`, then `OHCONF_FAKE_LLM=http://127.0.0.1:N/v1`).
+#[cfg(test)]
+mod conformance_fake {
+    use super::*;
+    use crate::llm::Metrics;
+    use crate::tools::{RuntimeConfig, text_part};
+    use serde_json::json;
+
+    struct Log(Vec<Value>);
+
+    impl StepHost for Log {
+        async fn events(&mut self) -> Vec<Value> {
+            self.0.clone()
+        }
+        async fn emit(&mut self, event: Value) {
+            self.0.push(event);
+        }
+        async fn llm_usage(&mut self, _usage_id: &str, response: &LlmResponse) {
+            Metrics::new("m").record(response);
+        }
+    }
+
+    #[tokio::test]
+    #[ignore = "needs OHCONF_FAKE_LLM"]
+    async fn default_script_runs_to_finish() {
+        let Ok(base) = std::env::var("OHCONF_FAKE_LLM") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sid = format!("rust-{}", uuid::Uuid::new_v4().simple());
+        let agent_json = json!({"llm": {"model": "openai/fake-model", "base_url": base, "api_key": format!("ohconf-{sid}"), "usage_id": "agent"},
+            "tools": [{"name": "terminal"}, {"name": "file_editor"}, {"name": "task_tracker"}]});
+        let agent = Agent::new(&agent_json, dir.path().to_str().unwrap()).unwrap();
+        let runtime = ToolRuntime::new(
+            &RuntimeConfig {
+                working_dir: dir.path().into(),
+                conversation_dir: None,
+            },
+            agent.tools(),
+        );
+        let (user, _) = agent.user_message_event(vec![text_part("Please say hello")], &[]);
+        let mut log = Log(vec![agent.system_prompt_event(), user]);
+        let settings = StepSettings {
+            confirmation_policy: json!({"kind": "NeverConfirm"}),
+            security_analyzer: None,
+        };
+        assert_eq!(
+            run_step(&agent, &runtime, &settings, &mut log).await,
+            StepEnd::Continue
+        );
+        assert_eq!(
+            run_step(&agent, &runtime, &settings, &mut log).await,
+            StepEnd::Finished
+        );
+        let requests: Value = reqwest::get(format!(
+            "{}/_ohconf/requests?sid={sid}",
+            base.trim_end_matches("/v1")
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&requests[1]["body"]["messages"].as_array().unwrap()[2..])
+                .unwrap()
+        );
+        assert_eq!(requests.as_array().unwrap().len(), 2);
+    }
+}
+
+/// The step future can run on any executor thread (`tokio::spawn`, `actix::spawn`).
+#[allow(dead_code)]
+fn step_future_is_send<H: StepHost>(
+    agent: &Agent,
+    runtime: &ToolRuntime,
+    settings: &StepSettings,
+    host: &mut H,
+) {
+    fn is_send<T: Send>(_: &T) {}
+    fn is_sync<T: Send + Sync>() {}
+    let fut = run_step(agent, runtime, settings, host);
+    is_send(&fut);
+    is_sync::<Agent>();
+    is_sync::<ToolRuntime>();
+}
