@@ -9,16 +9,21 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`bash`]: background shell commands: the `BashSupervisor` (event log, fan-out) and one
+//!   `BashCommandActor` per command (PTY, process group), behind [`bash::BashHandle`].
+//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`).
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
+pub mod bash;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
 pub mod routes;
 pub mod state;
+pub mod ws;
 
 use std::net::TcpListener;
 
@@ -35,6 +40,7 @@ use crate::state::Activity;
 pub struct Services {
     pub config: web::Data<Config>,
     pub activity: web::Data<Activity>,
+    pub bash: web::Data<bash::BashHandle>,
 }
 
 impl Services {
@@ -43,11 +49,19 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
-        Ok(Services { config: web::Data::new(config), activity: web::Data::new(Activity::default()) })
+        let bash = bash::BashHandle::start(config.bash_events_dir.clone(), config.max_concurrent_bash_commands).await?;
+        Ok(Services {
+            config: web::Data::new(config),
+            activity: web::Data::new(Activity::default()),
+            bash: web::Data::new(bash),
+        })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        // Commands: kill every process group, reap, record the last events.
+        self.bash.shutdown().await;
+    }
 }
 
 /// The application: the gate middleware, app data and every route. Used by `main` and the tests.
@@ -65,6 +79,7 @@ pub fn build_app(
     App::new()
         .app_data(services.config.clone())
         .app_data(services.activity.clone())
+        .app_data(services.bash.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .configure(routes::configure)
         .wrap(from_fn(http::gate))

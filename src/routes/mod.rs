@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource. Each file has a `configure` that registers exactly the
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
+pub mod bash;
 pub mod server;
 
 use actix_web::web;
@@ -8,4 +9,5 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    bash::configure(cfg);
 }

@@ -1,0 +1,151 @@
+//! The bash service: background shell commands for clients (`/api/bash`, `/sockets/bash-events`).
+//!
+//! - [`model`]: `BashCommand` / `BashOutput` and their wire and file-name rules.
+//! - [`chunker`]: the output chunking rules (pure).
+//! - [`store`]: the event index and search (pure) and the event-file helpers.
+//! - [`supervisor`]: the `BashSupervisor` actor (log owner, command starter, fan-out hub).
+//! - [`command`]: the `BashCommandActor`, one per command, owning its process and PTY.
+//!
+//! Routes and sockets use [`BashHandle`], never the actors' messages.
+
+pub mod chunker;
+pub mod command;
+pub mod model;
+pub mod store;
+pub mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use model::{BashCommand, BashOutput, ExecuteBashRequest};
+use store::{BashQuery, Entry};
+use supervisor::{
+    BashFeed, BashSupervisor, ClearEvents, GetEvents, SearchEvents, Shutdown, StartCommand, Subscribe, Subscription,
+    Unsubscribe,
+};
+
+/// The typed handle of the bash service, shared by routes and sockets.
+#[derive(Clone)]
+pub struct BashHandle {
+    addr: Addr<BashSupervisor>,
+    /// `bash_events_dir`, for reading event bodies that are not kept in memory.
+    dir: Arc<PathBuf>,
+}
+
+impl BashHandle {
+    /// Restores the event log from `dir` and starts the supervisor on the current arbiter.
+    pub async fn start(dir: PathBuf, max_running: usize) -> std::io::Result<BashHandle> {
+        let load_dir = dir.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&load_dir)?;
+            store::load_dir(&load_dir)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        log::info!("bash events: {} restored from {}", restored.len(), dir.display());
+        let addr = BashSupervisor::new(dir.clone(), restored, max_running).start();
+        Ok(BashHandle { addr, dir: Arc::new(dir) })
+    }
+
+    /// Starts a command in the background; returns its `BashCommand` at once.
+    pub async fn start_command(&self, request: ExecuteBashRequest) -> Result<BashCommand, ApiError> {
+        self.addr.send(StartCommand { request, waiter: None }).await?
+    }
+
+    /// Runs a command to its end; returns the final `BashOutput` (with `exit_code`) whose
+    /// `stdout`/`stderr` hold the whole output, up to [`command::COLLECT_LIMIT`] characters each.
+    pub async fn execute(&self, request: ExecuteBashRequest) -> Result<BashOutput, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.addr.send(StartCommand { request, waiter: Some(tx) }).await??;
+        rx.await.map_err(|_| ApiError::internal("the command ended without a final output"))
+    }
+
+    /// A page of `bash_events/search` as its JSON body.
+    pub async fn search(&self, query: BashQuery) -> Result<Bytes, ApiError> {
+        let page = self.addr.send(SearchEvents(query)).await?;
+        let bodies = self.bodies(page.items).await?;
+        let mut out = BytesMut::with_capacity(bodies.iter().flatten().map(|b| b.len() + 1).sum::<usize>() + 64);
+        out.put_slice(b"{\"items\":[");
+        for (i, b) in bodies.iter().flatten().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            out.put_slice(b.as_bytes());
+        }
+        out.put_slice(b"],\"next_page_id\":");
+        out.put_slice(serde_json::to_string(&page.next_page_id).unwrap_or_else(|_| "null".into()).as_bytes());
+        out.put_u8(b'}');
+        Ok(out.freeze())
+    }
+
+    /// One event's JSON, or `None` when no event has this (exact, 32-hex) id.
+    pub async fn get(&self, id: String) -> Result<Option<ByteString>, ApiError> {
+        let entries = self.addr.send(GetEvents(vec![id])).await?;
+        Ok(self.bodies(entries.into_iter().flatten().collect()).await?.pop().flatten())
+    }
+
+    /// The JSON array of the given events, `null` for unknown ids.
+    pub async fn batch_get(&self, ids: Vec<String>) -> Result<Bytes, ApiError> {
+        let entries = self.addr.send(GetEvents(ids)).await?;
+        let mut found = Vec::new();
+        let mut slots = Vec::with_capacity(entries.len());
+        for e in entries {
+            slots.push(e.is_some());
+            found.extend(e);
+        }
+        let mut bodies = self.bodies(found).await?.into_iter();
+        let mut out = BytesMut::new();
+        out.put_u8(b'[');
+        for (i, present) in slots.into_iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            let body = if present { bodies.next().flatten() } else { None };
+            match body {
+                Some(b) => out.put_slice(b.as_bytes()),
+                None => out.put_slice(b"null"),
+            }
+        }
+        out.put_u8(b']');
+        Ok(out.freeze())
+    }
+
+    /// Deletes every bash event; returns how many files were removed.
+    pub async fn clear(&self) -> Result<usize, ApiError> {
+        self.addr.send(ClearEvents).await?
+    }
+
+    /// Registers a socket subscriber (see [`Subscribe`]).
+    pub async fn subscribe(&self, subscriber: Recipient<BashFeed>, resend_all: bool) -> Result<Subscription, ApiError> {
+        Ok(self.addr.send(Subscribe { subscriber, resend_all }).await?)
+    }
+
+    pub fn unsubscribe(&self, id: u64) {
+        self.addr.do_send(Unsubscribe(id));
+    }
+
+    /// The compact JSON of each entry, reading from disk those not kept in memory; `None` for an
+    /// event whose file vanished (cleared meanwhile).
+    pub async fn bodies(&self, entries: Vec<Arc<Entry>>) -> Result<Vec<Option<ByteString>>, ApiError> {
+        if entries.iter().all(|e| e.body.is_some()) {
+            return Ok(entries.into_iter().map(|e| e.body.clone()).collect());
+        }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            entries.iter().map(|e| e.body.clone().or_else(|| store::read_compact(&dir, &e.key.name))).collect()
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Kills every command, waits (bounded) for them to be reaped, stops the supervisor.
+    pub async fn shutdown(&self) {
+        let _ = self.addr.send(Shutdown).await;
+    }
+}

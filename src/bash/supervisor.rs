@@ -1,0 +1,329 @@
+//! `BashSupervisor`: owns the bash event log (the in-memory [`BashIndex`] and the event files),
+//! starts one [`BashCommandActor`] per command, records the events its commands report, and fans
+//! every new event out to the bash-socket sessions as shared, once-serialized JSON.
+//!
+//! Writes run on the blocking pool; the index changes only when a write completed, so the index
+//! never names a file that was not written. A clear bumps `generation`, and a write that raced
+//! with it is undone rather than indexed.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::dev::SendError;
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use bytestring::ByteString;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::command::{BashCommandActor, KillCommand};
+use super::model::{BashCommand, BashEvent, BashOutput, ExecuteBashRequest};
+use super::store::{self, BashIndex, BashQuery, Entry, Page};
+use crate::error::ApiError;
+
+/// How long `Shutdown` waits for killed commands to be reaped and report their last event.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often `Shutdown` checks whether the commands are gone.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+
+/// The supervisor: the log, the running commands and the subscribers.
+pub struct BashSupervisor {
+    dir: Arc<PathBuf>,
+    index: BashIndex,
+    /// Bumped by every clear; a write started under an older generation is not indexed.
+    generation: u64,
+    /// `max_concurrent_bash_commands`.
+    max_running: usize,
+    running: HashMap<Uuid, Addr<BashCommandActor>>,
+    /// Commands accepted whose `BashCommand` is still being written (they count as running).
+    starting: usize,
+    subscribers: HashMap<u64, Recipient<BashFeed>>,
+    next_subscriber: u64,
+    /// Set by `Shutdown`: no new commands.
+    stopping: bool,
+}
+
+impl BashSupervisor {
+    pub fn new(dir: PathBuf, restored: Vec<Entry>, max_running: usize) -> BashSupervisor {
+        let mut index = BashIndex::new();
+        for e in restored {
+            index.insert(e);
+        }
+        BashSupervisor {
+            dir: Arc::new(dir),
+            index,
+            generation: 0,
+            max_running,
+            running: HashMap::new(),
+            starting: 0,
+            subscribers: HashMap::new(),
+            next_subscriber: 0,
+            stopping: false,
+        }
+    }
+
+    /// Writes `event`'s file, then indexes and publishes it (serialized once, off this thread).
+    fn record(&mut self, event: BashEvent) -> impl ActorFuture<Self, Output = ()> + use<> {
+        let dir = self.dir.clone();
+        let generation = self.generation;
+        let write = tokio::task::spawn_blocking(move || {
+            let compact = ByteString::from(serde_json::to_string(&event).unwrap_or_default());
+            let written = serde_json::to_vec_pretty(&event)
+                .map_err(std::io::Error::other)
+                .and_then(|pretty| store::write_event(&dir, &event.file_name(), &pretty));
+            (event, compact, written)
+        });
+        write.into_actor(self).map(move |res, act, _ctx| {
+            let (event, compact, written) = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("bash events: writer task failed: {e}");
+                    return;
+                }
+            };
+            if act.generation != generation {
+                // Cleared while this event was being written: undo, as if it came before the clear.
+                let dir = act.dir.clone();
+                let name = event.file_name();
+                tokio::task::spawn_blocking(move || store::remove_event(&dir, &name));
+                return;
+            }
+            let mut entry = Entry::of_event(&event, &compact);
+            if let Err(e) = written {
+                log::error!("bash events: cannot write {}: {e}", entry.key.name);
+                // Keep it served from memory for this run.
+                entry.body = Some(compact.clone());
+            }
+            act.index.insert(entry);
+            act.publish(&compact);
+        })
+    }
+
+    /// Sends a frame to every subscriber without waiting; full queues lose their subscriber.
+    fn publish(&mut self, frame: &ByteString) {
+        let mut dropped = Vec::new();
+        for (id, s) in &self.subscribers {
+            match s.try_send(BashFeed::Event(frame.clone())) {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => dropped.push((*id, true)),
+                Err(SendError::Closed(_)) => dropped.push((*id, false)),
+            }
+        }
+        for (id, lagged) in dropped {
+            if let (Some(s), true) = (self.subscribers.remove(&id), lagged) {
+                log::warn!("bash events: dropping slow socket subscriber {id}");
+                s.do_send(BashFeed::Lagged);
+            }
+        }
+    }
+}
+
+impl Actor for BashSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Commands report through `send`, which waits on this mailbox: room for all of them.
+        ctx.set_mailbox_capacity(self.max_running.saturating_mul(2).max(64));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for addr in self.running.values() {
+            addr.do_send(KillCommand);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+/// Starts a command: records its `BashCommand`, then runs it in a new command actor. With a
+/// `waiter`, the final output (with the whole collected output) is sent there.
+#[derive(Message)]
+#[rtype(result = "Result<BashCommand, ApiError>")]
+pub struct StartCommand {
+    pub request: ExecuteBashRequest,
+    pub waiter: Option<oneshot::Sender<BashOutput>>,
+}
+
+/// An output event of a running command; the reply comes once it is written, indexed and
+/// published, so a command's events are recorded in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordOutput(pub BashOutput);
+
+/// A command actor stopped (its process group is gone or killed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CommandStopped(pub Uuid);
+
+/// One page of a search.
+#[derive(Message)]
+#[rtype(result = "Page")]
+pub struct SearchEvents(pub BashQuery);
+
+/// The entries of the given ids (`None` for unknown ids), in the given order.
+#[derive(Message)]
+#[rtype(result = "Vec<Option<Arc<Entry>>>")]
+pub struct GetEvents(pub Vec<String>);
+
+/// Deletes every bash event (index and files); replies with the number of files removed.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ApiError>")]
+pub struct ClearEvents;
+
+/// Registers a bash-socket subscriber; with `resend_all` the reply carries every event recorded
+/// so far (taken in the same handler, so nothing falls between the backlog and the live feed).
+#[derive(Message)]
+#[rtype(result = "Subscription")]
+pub struct Subscribe {
+    pub subscriber: Recipient<BashFeed>,
+    pub resend_all: bool,
+}
+
+/// The reply to [`Subscribe`].
+#[derive(Debug)]
+pub struct Subscription {
+    pub id: u64,
+    pub backlog: Vec<Arc<Entry>>,
+}
+
+/// Removes a subscriber (sent from the session's `stopping()`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub u64);
+
+/// Kills every command, waits (bounded) until they are reaped, then stops the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// What a subscriber receives: an event's compact JSON, or notice that it was dropped for
+/// falling behind (the session then closes with 1013).
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum BashFeed {
+    Event(ByteString),
+    Lagged,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+impl Handler<StartCommand> for BashSupervisor {
+    type Result = ResponseActFuture<Self, Result<BashCommand, ApiError>>;
+
+    fn handle(&mut self, msg: StartCommand, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(Err(ApiError::http_5xx(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"))));
+        }
+        if self.running.len() + self.starting >= self.max_running {
+            let detail = format!("Too many concurrent bash commands (limit {})", self.max_running);
+            return Box::pin(fut::ready(Err(ApiError::client(StatusCode::TOO_MANY_REQUESTS, detail))));
+        }
+        self.starting += 1;
+        let command = BashCommand::new(msg.request);
+        let waiter = msg.waiter;
+        Box::pin(self.record(BashEvent::Command(command.clone())).map(move |(), act, ctx| {
+            act.starting -= 1;
+            if act.stopping {
+                return Err(ApiError::http_5xx(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"));
+            }
+            let addr = BashCommandActor::new(command.clone(), ctx.address(), waiter).start();
+            act.running.insert(command.id, addr);
+            Ok(command)
+        }))
+    }
+}
+
+impl Handler<RecordOutput> for BashSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: RecordOutput, _ctx: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.record(BashEvent::Output(msg.0)))
+    }
+}
+
+impl Handler<CommandStopped> for BashSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CommandStopped, _ctx: &mut Context<Self>) {
+        self.running.remove(&msg.0);
+    }
+}
+
+impl Handler<SearchEvents> for BashSupervisor {
+    type Result = MessageResult<SearchEvents>;
+
+    fn handle(&mut self, msg: SearchEvents, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.index.search(&msg.0))
+    }
+}
+
+impl Handler<GetEvents> for BashSupervisor {
+    type Result = MessageResult<GetEvents>;
+
+    fn handle(&mut self, msg: GetEvents, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(msg.0.iter().map(|id| self.index.get(id)).collect())
+    }
+}
+
+impl Handler<ClearEvents> for BashSupervisor {
+    type Result = AtomicResponse<Self, Result<usize, ApiError>>;
+
+    fn handle(&mut self, _msg: ClearEvents, _ctx: &mut Context<Self>) -> Self::Result {
+        self.index.clear();
+        self.generation += 1;
+        let dir = self.dir.clone();
+        let clear = tokio::task::spawn_blocking(move || store::clear_dir(&dir));
+        AtomicResponse::new(Box::pin(clear.into_actor(self).map(|res, _act, _ctx| match res {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+            Err(e) => Err(ApiError::internal(e.to_string())),
+        })))
+    }
+}
+
+impl Handler<Subscribe> for BashSupervisor {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        self.subscribers.insert(id, msg.subscriber);
+        let backlog = if msg.resend_all { self.index.all() } else { Vec::new() };
+        MessageResult(Subscription { id, backlog })
+    }
+}
+
+impl Handler<Unsubscribe> for BashSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _ctx: &mut Context<Self>) {
+        self.subscribers.remove(&msg.0);
+    }
+}
+
+impl Handler<Shutdown> for BashSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let commands: Vec<Addr<BashCommandActor>> = self.running.values().cloned().collect();
+        for addr in &commands {
+            addr.do_send(KillCommand);
+        }
+        // Not atomic: the commands' last `RecordOutput`s must still be handled meanwhile.
+        let wait = async move {
+            let deadline = Instant::now() + SHUTDOWN_GRACE;
+            while commands.iter().any(Addr::connected) && Instant::now() < deadline {
+                tokio::time::sleep(SHUTDOWN_POLL).await;
+            }
+        };
+        Box::pin(wait.into_actor(self).map(|(), act, ctx| {
+            act.subscribers.clear();
+            ctx.stop();
+        }))
+    }
+}
