@@ -120,11 +120,15 @@ fn spawn(command: &BashCommand) -> Result<Process, String> {
     }
 }
 
-/// Sends one event to the supervisor and waits until it is recorded (this also paces the reads:
-/// a command cannot run ahead of its own log).
-async fn record(supervisor: &Addr<BashSupervisor>, out: BashOutput) {
-    if let Err(e) = supervisor.send(RecordOutput(out)).await {
-        log::error!("bash command: cannot record output: {e}");
+/// Sends one event to the supervisor now; the returned future resolves once it is recorded.
+/// Awaiting it before sending the next keeps a command's events in order and paces the reads:
+/// a command runs at most one chunk ahead of its own log.
+fn record(supervisor: &Addr<BashSupervisor>, out: BashOutput) -> impl Future<Output = ()> + use<> {
+    let request = supervisor.send(RecordOutput(out));
+    async move {
+        if let Err(e) = request.await {
+            log::error!("bash command: cannot record output: {e}");
+        }
     }
 }
 
@@ -132,16 +136,22 @@ async fn record(supervisor: &Addr<BashSupervisor>, out: BashOutput) {
 /// records them, then the final event. Returns the final event, and the collected output when
 /// `collect` is set.
 async fn pump(
-    mut p: Process,
+    p: Process,
     command_id: uuid::Uuid,
     timeout: i64,
     supervisor: Addr<BashSupervisor>,
     collect: bool,
 ) -> (BashOutput, Option<Collector>) {
+    let Process { mut child, mut pty, mut stderr, pgid } = p;
     let started = Instant::now();
-    let deadline = started
-        .checked_add(Duration::from_secs(u64::try_from(timeout).unwrap_or(0)))
-        .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400));
+    let far = started + Duration::from_secs(100 * 365 * 86_400);
+    let deadline = started.checked_add(Duration::from_secs(u64::try_from(timeout).unwrap_or(0))).unwrap_or(far);
+    // Created once (not per loop turn): a read loop on a PTY turns thousands of times.
+    let timeout_at = tokio::time::sleep_until(deadline.min(far));
+    let give_up_at = tokio::time::sleep_until(far);
+    let exited = child.wait();
+    tokio::pin!(timeout_at, give_up_at, exited);
+
     let mut chunker = Chunker::new();
     let mut collector = collect.then(|| Collector::new(COLLECT_LIMIT));
     let mut out_buf = vec![0u8; READ_BUF];
@@ -149,31 +159,31 @@ async fn pump(
     let (mut out_open, mut err_open) = (true, true);
     let mut status: Option<Option<std::process::ExitStatus>> = None;
     let mut timed_out = false;
-    let mut give_up: Option<Instant> = None;
+    let mut in_flight = None;
 
     while out_open || err_open || status.is_none() {
         let read: Option<(Stream, usize)> = tokio::select! {
-            r = p.pty.read(&mut out_buf), if out_open => match r {
+            r = pty.read(&mut out_buf), if out_open => match r {
                 Ok(0) => { out_open = false; None }
                 Ok(n) => Some((Stream::Stdout, n)),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
                 // EIO: every holder of the terminal closed it (end of output on a PTY).
                 Err(_) => { out_open = false; None }
             },
-            r = p.stderr.read(&mut err_buf), if err_open => match r {
+            r = stderr.read(&mut err_buf), if err_open => match r {
                 Ok(0) => { err_open = false; None }
                 Ok(n) => Some((Stream::Stderr, n)),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
                 Err(_) => { err_open = false; None }
             },
-            s = p.child.wait(), if status.is_none() => { status = Some(s.ok()); None }
-            _ = tokio::time::sleep_until(deadline), if !timed_out => {
+            s = &mut exited, if status.is_none() => { status = Some(s.ok()); None }
+            () = &mut timeout_at, if !timed_out => {
                 timed_out = true;
-                let _ = killpg(p.pgid, Signal::SIGKILL);
-                give_up = Some(Instant::now() + DRAIN_AFTER_KILL);
+                let _ = killpg(pgid, Signal::SIGKILL);
+                give_up_at.as_mut().reset(Instant::now() + DRAIN_AFTER_KILL);
                 None
             }
-            _ = tokio::time::sleep_until(give_up.unwrap_or(deadline)), if give_up.is_some() => break,
+            () = &mut give_up_at, if timed_out => break,
         };
         let Some((stream, n)) = read else { continue };
         let data = match stream {
@@ -184,14 +194,17 @@ async fn pump(
             if let Some(c) = collector.as_mut() {
                 c.add(&chunk);
             }
+            if let Some(previous) = in_flight.take() {
+                previous.await;
+            }
             let Chunk { order, stdout, stderr } = chunk;
-            record(&supervisor, BashOutput::new(command_id, order, None, stdout, stderr)).await;
+            in_flight = Some(record(&supervisor, BashOutput::new(command_id, order, None, stdout, stderr)));
         }
     }
     if status.is_none() {
         // Gave up draining after a kill: still reap the shell (bounded), never leave a zombie.
-        let _ = killpg(p.pgid, Signal::SIGKILL);
-        status = tokio::time::timeout(DRAIN_AFTER_KILL, p.child.wait()).await.ok().map(Result::ok);
+        let _ = killpg(pgid, Signal::SIGKILL);
+        status = tokio::time::timeout(DRAIN_AFTER_KILL, &mut exited).await.ok().map(Result::ok);
     }
     let exit_code = match (timed_out, status.flatten()) {
         (true, _) | (false, None) => EXIT_FAILED,
@@ -200,6 +213,9 @@ async fn pump(
     let last = chunker.finish();
     if let Some(c) = collector.as_mut() {
         c.add(&last);
+    }
+    if let Some(previous) = in_flight.take() {
+        previous.await;
     }
     let final_out = BashOutput::new(command_id, last.order, Some(exit_code), last.stdout, last.stderr);
     record(&supervisor, final_out.clone()).await;

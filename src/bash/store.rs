@@ -238,9 +238,40 @@ pub fn remove_event(dir: &Path, name: &str) -> std::io::Result<()> {
 
 /// Reads an event file back as compact JSON (`None` when it is gone or unreadable).
 pub fn read_compact(dir: &Path, name: &str) -> Option<ByteString> {
-    let bytes = std::fs::read(dir.join(name)).ok()?;
-    let value: Value = serde_json::from_slice(&bytes).ok()?;
-    Some(ByteString::from(value.to_string()))
+    minify(&std::fs::read(dir.join(name)).ok()?)
+}
+
+/// Pretty JSON to compact JSON by dropping the whitespace outside strings: the same text as
+/// serializing compactly (key order and escapes are untouched), without parsing. Large outputs are
+/// read back on every poll, so this matters.
+fn minify(pretty: &[u8]) -> Option<ByteString> {
+    let mut out = Vec::with_capacity(pretty.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in pretty {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b' ' | b'\n' | b'\r' | b'\t' => {}
+                b'"' => {
+                    in_string = true;
+                    out.push(b);
+                }
+                _ => out.push(b),
+            }
+        }
+    }
+    if in_string || out.first() != Some(&b'{') || out.last() != Some(&b'}') {
+        return None;
+    }
+    ByteString::try_from(bytes::Bytes::from(out)).ok()
 }
 
 /// Deletes every file of the directory; returns how many were removed.
@@ -462,6 +493,18 @@ mod tests {
             read_compact(dir.path(), &big.file_name()).map(|b| b.to_string()),
             Some(serde_json::to_string(&big).unwrap())
         );
+        let tricky = BashEvent::Output(BashOutput {
+            stdout: Some("a \"b\" \\ {c}\n\t é".into()),
+            ..match output(&c, 2, 20, 8, None) {
+                BashEvent::Output(o) => o,
+                BashEvent::Command(_) => unreachable!(),
+            }
+        });
+        assert_eq!(
+            minify(&serde_json::to_vec_pretty(&tricky).unwrap()).map(|b| b.to_string()),
+            Some(serde_json::to_string(&tricky).unwrap())
+        );
+        assert_eq!(minify(b"{\"a\": \"open"), None);
         assert_eq!(clear_dir(dir.path()).unwrap(), 4);
         assert_eq!(clear_dir(dir.path()).unwrap(), 0);
     }
