@@ -63,7 +63,73 @@ impl BashCommandActor {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
     }
+
+    /// The final event is recorded: answer a waiting `execute_bash_command`, then stop.
+    fn finish(&mut self, out: BashOutput, collected: Option<Collector>, ctx: &mut Context<Self>) {
+        self.finished = true;
+        if let Some(w) = self.waiter.take() {
+            let reply = match collected {
+                Some(c) => {
+                    let (stdout, stderr) = c.finish();
+                    BashOutput { stdout, stderr, ..out }
+                }
+                None => out,
+            };
+            let _ = w.send(reply);
+        }
+        ctx.stop();
+    }
 }
+
+/// Kills the command's process group now (server shutdown). The command still drains, reaps and
+/// records its final event (exit code `-9`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KillCommand;
+
+impl Actor for BashCommandActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let id = self.command.id;
+        let supervisor = self.supervisor.clone();
+        match spawn(&self.command) {
+            Err(text) => {
+                let out = BashOutput::new(id, 0, Some(EXIT_FAILED), None, Some(text));
+                let fut = async move {
+                    record(&supervisor, out.clone()).await;
+                    (out, None)
+                };
+                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
+            }
+            Ok(p) => {
+                self.pgid = Some(p.pgid);
+                let fut = pump(p, id, self.command.timeout, supervisor, self.waiter.is_some());
+                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
+            }
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if !self.finished {
+            self.kill_group();
+        }
+        self.supervisor.do_send(CommandStopped(self.command.id));
+    }
+}
+
+impl Handler<KillCommand> for BashCommandActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: KillCommand, _ctx: &mut Context<Self>) {
+        if !self.finished {
+            self.kill_group();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The process and its output pump (plain async code, run inside the actor's context).
 
 /// The spawned process and its output ends.
 struct Process {
@@ -220,69 +286,4 @@ async fn pump(
     let final_out = BashOutput::new(command_id, last.order, Some(exit_code), last.stdout, last.stderr);
     record(&supervisor, final_out.clone()).await;
     (final_out, collector)
-}
-
-impl Actor for BashCommandActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let id = self.command.id;
-        let supervisor = self.supervisor.clone();
-        match spawn(&self.command) {
-            Err(text) => {
-                let out = BashOutput::new(id, 0, Some(EXIT_FAILED), None, Some(text));
-                let fut = async move {
-                    record(&supervisor, out.clone()).await;
-                    (out, None)
-                };
-                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
-            }
-            Ok(p) => {
-                self.pgid = Some(p.pgid);
-                let fut = pump(p, id, self.command.timeout, supervisor, self.waiter.is_some());
-                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
-            }
-        }
-    }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        if !self.finished {
-            self.kill_group();
-        }
-        self.supervisor.do_send(CommandStopped(self.command.id));
-    }
-}
-
-impl BashCommandActor {
-    /// The final event is recorded: answer a waiting `execute_bash_command`, then stop.
-    fn finish(&mut self, out: BashOutput, collected: Option<Collector>, ctx: &mut Context<Self>) {
-        self.finished = true;
-        if let Some(w) = self.waiter.take() {
-            let reply = match collected {
-                Some(c) => {
-                    let (stdout, stderr) = c.finish();
-                    BashOutput { stdout, stderr, ..out }
-                }
-                None => out,
-            };
-            let _ = w.send(reply);
-        }
-        ctx.stop();
-    }
-}
-
-/// Kills the command's process group now (server shutdown). The command still drains, reaps and
-/// records its final event (exit code `-9`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct KillCommand;
-
-impl Handler<KillCommand> for BashCommandActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: KillCommand, _ctx: &mut Context<Self>) {
-        if !self.finished {
-            self.kill_group();
-        }
-    }
 }

@@ -302,11 +302,15 @@ pub fn parse_query_datetime(raw: &str) -> Result<NaiveDateTime, String> {
             .map(|t| (t + chrono::Duration::microseconds(micros)).naive_utc())
             .ok_or_else(|| "Input should be a valid datetime or date, timestamp out of range".into());
     }
-    let re = regex::Regex::new(
-        r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt _](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$",
-    )
-    .map_err(|e| e.to_string())?;
-    let caps = re.captures(s).ok_or_else(|| {
+    static FORMAT: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt _](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?$",
+        )
+        .ok()
+    });
+    let caps = FORMAT
+        .as_ref()
+        .and_then(|re| re.captures(s)).ok_or_else(|| {
         if s.len() < 10 {
             "Input should be a valid datetime or date, input is too short".to_string()
         } else {

@@ -327,3 +327,83 @@ impl Handler<Shutdown> for BashSupervisor {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A subscriber whose mailbox is not read until `release` fires (a stalled socket).
+    struct Stalled {
+        got: Arc<Mutex<Vec<BashFeed>>>,
+        release: Option<oneshot::Receiver<()>>,
+    }
+
+    impl Actor for Stalled {
+        type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            ctx.set_mailbox_capacity(4);
+            if let Some(rx) = self.release.take() {
+                ctx.wait(
+                    async move {
+                        let _ = rx.await;
+                    }
+                    .into_actor(self),
+                );
+            }
+        }
+    }
+
+    impl Handler<BashFeed> for Stalled {
+        type Result = ();
+
+        fn handle(&mut self, msg: BashFeed, _ctx: &mut Context<Self>) {
+            if let Ok(mut g) = self.got.lock() {
+                g.push(msg);
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_stalled_subscriber_is_dropped_and_never_blocks_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = BashSupervisor::new(dir.path().to_path_buf(), Vec::new(), 4).start();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (release, rx) = oneshot::channel();
+        let stalled = Stalled { got: got.clone(), release: Some(rx) }.start();
+        sup.send(Subscribe { subscriber: stalled.recipient(), resend_all: false }).await.unwrap();
+        let command = Uuid::new_v4();
+        let mut frames = Vec::new();
+        for order in 0..20 {
+            let out = BashOutput::new(command, order, None, Some(format!("{order}")), None);
+            frames.push(serde_json::to_string(&out).unwrap());
+            sup.send(RecordOutput(out)).await.unwrap();
+        }
+        // All 20 were recorded although the subscriber read nothing.
+        let page = sup.send(SearchEvents(BashQuery::default())).await.unwrap();
+        assert_eq!(page.items.len(), 20);
+        release.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if got.lock().unwrap().last().is_some_and(|m| matches!(m, BashFeed::Lagged)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no Lagged notice");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let got = got.lock().unwrap();
+        let events: Vec<String> = got
+            .iter()
+            .filter_map(|m| match m {
+                BashFeed::Event(b) => Some(b.to_string()),
+                BashFeed::Lagged => None,
+            })
+            .collect();
+        // The frames it did get are the first ones, in order; then the notice, nothing after.
+        assert!(!events.is_empty() && events.len() < 20, "{}", events.len());
+        assert_eq!(events, frames[..events.len()].to_vec());
+        assert_eq!(got.len(), events.len() + 1);
+    }
+}
