@@ -49,7 +49,11 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
-        let bash = bash::BashHandle::start(config.bash_events_dir.clone(), config.max_concurrent_bash_commands).await?;
+        let bash = bash::BashHandle::start(
+            config.bash_events_dir.clone(),
+            config.max_concurrent_bash_commands,
+        )
+        .await?;
         Ok(Services {
             config: web::Data::new(config),
             activity: web::Data::new(Activity::default()),

@@ -79,7 +79,12 @@ impl StreamBuf {
         if self.chars <= CHUNK_CHARS {
             return None;
         }
-        let at = self.text.char_indices().nth(CHUNK_CHARS).map(|(i, _)| i).unwrap_or(self.text.len());
+        let at = self
+            .text
+            .char_indices()
+            .nth(CHUNK_CHARS)
+            .map(|(i, _)| i)
+            .unwrap_or(self.text.len());
         let rest = self.text.split_off(at);
         self.chars -= CHUNK_CHARS;
         Some(std::mem::replace(&mut self.text, rest))
@@ -124,7 +129,11 @@ impl Chunker {
                 Stream::Stdout => (Some(text), None),
                 Stream::Stderr => (None, Some(text)),
             };
-            chunks.push(Chunk { order, stdout, stderr });
+            chunks.push(Chunk {
+                order,
+                stdout,
+                stderr,
+            });
         }
         chunks
     }
@@ -133,7 +142,11 @@ impl Chunker {
     pub fn finish(&mut self) -> Chunk {
         let order = self.next_order;
         self.next_order += 1;
-        Chunk { order, stdout: self.stdout.finish(), stderr: self.stderr.finish() }
+        Chunk {
+            order,
+            stdout: self.stdout.finish(),
+            stderr: self.stderr.finish(),
+        }
     }
 }
 
@@ -148,12 +161,19 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(limit: usize) -> Collector {
-        Collector { limit, stdout: (String::new(), 0), stderr: (String::new(), 0) }
+        Collector {
+            limit,
+            stdout: (String::new(), 0),
+            stderr: (String::new(), 0),
+        }
     }
 
     /// Appends a chunk's (or the final event's) text.
     pub fn add(&mut self, chunk: &Chunk) {
-        for (part, (text, chars)) in [(&chunk.stdout, &mut self.stdout), (&chunk.stderr, &mut self.stderr)] {
+        for (part, (text, chars)) in [
+            (&chunk.stdout, &mut self.stdout),
+            (&chunk.stderr, &mut self.stderr),
+        ] {
             let Some(part) = part else { continue };
             let room = self.limit.saturating_sub(*chars);
             let n = part.chars().count();
@@ -161,7 +181,11 @@ impl Collector {
                 text.push_str(part);
                 *chars += n;
             } else {
-                let end = part.char_indices().nth(room).map(|(i, _)| i).unwrap_or(part.len());
+                let end = part
+                    .char_indices()
+                    .nth(room)
+                    .map(|(i, _)| i)
+                    .unwrap_or(part.len());
                 text.push_str(&part[..end]);
                 *chars += room;
             }
@@ -185,9 +209,23 @@ mod tests {
         let mut c = Chunker::new();
         assert!(c.push(Stream::Stdout, b"out\n").is_empty());
         assert!(c.push(Stream::Stderr, b"err\n").is_empty());
-        assert_eq!(c.finish(), Chunk { order: 0, stdout: Some("out\n".into()), stderr: Some("err\n".into()) });
+        assert_eq!(
+            c.finish(),
+            Chunk {
+                order: 0,
+                stdout: Some("out\n".into()),
+                stderr: Some("err\n".into())
+            }
+        );
         let mut c = Chunker::new();
-        assert_eq!(c.finish(), Chunk { order: 0, stdout: None, stderr: None });
+        assert_eq!(
+            c.finish(),
+            Chunk {
+                order: 0,
+                stdout: None,
+                stderr: None
+            }
+        );
     }
 
     #[test]
@@ -197,11 +235,24 @@ mod tests {
         let chunks = c.push(Stream::Stdout, b"bc");
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].order, 0);
-        assert_eq!(chunks[0].stdout.as_ref().map(String::len), Some(CHUNK_CHARS));
+        assert_eq!(
+            chunks[0].stdout.as_ref().map(String::len),
+            Some(CHUNK_CHARS)
+        );
         assert_eq!(chunks[0].stderr, None);
         let big_err = c.push(Stream::Stderr, &vec![b'e'; 2 * CHUNK_CHARS + 1]);
-        assert_eq!(big_err.iter().map(|c| c.order).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(c.finish(), Chunk { order: 3, stdout: Some("bc".into()), stderr: Some("e".into()) });
+        assert_eq!(
+            big_err.iter().map(|c| c.order).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            c.finish(),
+            Chunk {
+                order: 3,
+                stdout: Some("bc".into()),
+                stderr: Some("e".into())
+            }
+        );
     }
 
     #[test]
@@ -212,14 +263,25 @@ mod tests {
             c.push(Stream::Stdout, &[*b]);
         }
         c.push(Stream::Stdout, &[0xff, b'x', 0xe6]);
-        assert_eq!(c.finish().stdout.as_deref(), Some("café ✓ 日本\u{FFFD}x\u{FFFD}"));
+        assert_eq!(
+            c.finish().stdout.as_deref(),
+            Some("café ✓ 日本\u{FFFD}x\u{FFFD}")
+        );
     }
 
     #[test]
     fn collector_is_bounded() {
         let mut col = Collector::new(3);
-        col.add(&Chunk { order: 0, stdout: Some("ab".into()), stderr: None });
-        col.add(&Chunk { order: 1, stdout: Some("✓de".into()), stderr: Some("x".into()) });
+        col.add(&Chunk {
+            order: 0,
+            stdout: Some("ab".into()),
+            stderr: None,
+        });
+        col.add(&Chunk {
+            order: 1,
+            stdout: Some("✓de".into()),
+            stderr: Some("x".into()),
+        });
         assert_eq!(col.finish(), (Some("ab✓".into()), Some("x".into())));
     }
 

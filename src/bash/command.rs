@@ -1,5 +1,5 @@
-//! `BashCommandActor`: one per command. Owns the command's process (a session and process-group
-//! leader running `/bin/sh -c <command>`), the PTY its stdout is written to and the pipe of its
+//! `BashCommandActor`: one per command. Owns the command's process (a process-group leader
+//! running `/bin/sh -c <command>`), the PTY its stdout is written to and the pipe of its
 //! stderr. It streams the output as ordered `BashOutput` events through the supervisor and reports
 //! the exit code in the last one, sent only once both streams reached end of file (the exit
 //! status often arrives before the last bytes). On timeout, kill or actor stop the whole process
@@ -53,8 +53,18 @@ pub struct BashCommandActor {
 }
 
 impl BashCommandActor {
-    pub fn new(command: BashCommand, supervisor: Addr<BashSupervisor>, waiter: Option<oneshot::Sender<BashOutput>>) -> Self {
-        BashCommandActor { command, supervisor, waiter, pgid: None, finished: false }
+    pub fn new(
+        command: BashCommand,
+        supervisor: Addr<BashSupervisor>,
+        waiter: Option<oneshot::Sender<BashOutput>>,
+    ) -> Self {
+        BashCommandActor {
+            command,
+            supervisor,
+            waiter,
+            pgid: None,
+            finished: false,
+        }
     }
 
     fn kill_group(&self) {
@@ -71,7 +81,11 @@ impl BashCommandActor {
             let reply = match collected {
                 Some(c) => {
                     let (stdout, stderr) = c.finish();
-                    BashOutput { stdout, stderr, ..out }
+                    BashOutput {
+                        stdout,
+                        stderr,
+                        ..out
+                    }
                 }
                 None => out,
             };
@@ -100,12 +114,24 @@ impl Actor for BashCommandActor {
                     record(&supervisor, out.clone()).await;
                     (out, None)
                 };
-                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(|(out, collected), act, ctx| act.finish(out, collected, ctx)),
+                );
             }
             Ok(p) => {
                 self.pgid = Some(p.pgid);
-                let fut = pump(p, id, self.command.timeout, supervisor, self.waiter.is_some());
-                ctx.spawn(fut.into_actor(self).map(|(out, collected), act, ctx| act.finish(out, collected, ctx)));
+                let fut = pump(
+                    p,
+                    id,
+                    self.command.timeout,
+                    supervisor,
+                    self.waiter.is_some(),
+                );
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(|(out, collected), act, ctx| act.finish(out, collected, ctx)),
+                );
             }
         }
     }
@@ -148,40 +174,62 @@ fn spawn(command: &BashCommand) -> Result<Process, String> {
         other => spawn_error_text(None, &other.to_string(), None),
     };
     let (pty, pts) = pty_process::open().map_err(pty_err)?;
-    pty.resize(pty_process::Size::new(PTY_ROWS, PTY_COLS)).map_err(pty_err)?;
+    pty.resize(pty_process::Size::new(PTY_ROWS, PTY_COLS))
+        .map_err(pty_err)?;
     let mut attrs = tcgetattr(&pts).map_err(|e| spawn_error_text(Some(e as i32), "", None))?;
     attrs.output_flags.remove(OutputFlags::OPOST);
-    tcsetattr(&pts, SetArg::TCSANOW, &attrs).map_err(|e| spawn_error_text(Some(e as i32), "", None))?;
+    tcsetattr(&pts, SetArg::TCSANOW, &attrs)
+        .map_err(|e| spawn_error_text(Some(e as i32), "", None))?;
 
-    let mut cmd = pty_process::Command::new("/bin/sh")
-        .arg("-c")
+    let slave = std::os::fd::AsFd::as_fd(&pts)
+        .try_clone_to_owned()
+        .map_err(|e| spawn_error_text(e.raw_os_error(), &e.to_string(), None))?;
+    drop(pts);
+    // Its own process group, no new session: std can then spawn with posix_spawn (no fork of
+    // this large process), and the terminal is not a controlling terminal, so a program that
+    // opens /dev/tty to prompt fails at once instead of waiting for input until the timeout.
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(&command.command)
         .stdin(Stdio::null())
+        .stdout(Stdio::from(slave))
         .stderr(Stdio::piped())
         .env("TERM", "dumb")
         .env("PAGER", "cat")
-        .env("GIT_PAGER", "cat");
+        .env("GIT_PAGER", "cat")
+        .process_group(0);
     if let Some(cwd) = &command.cwd {
-        cmd = cmd.current_dir(cwd);
+        cmd.current_dir(cwd);
     }
-    let mut child = cmd.spawn(pts).map_err(|e| match e {
-        pty_process::Error::Io(e) => {
-            let errno = e.raw_os_error();
-            // Like Python's OSError, a failed chdir names the directory.
-            let path = match errno {
-                Some(libc::ENOENT | libc::ENOTDIR | libc::EACCES) => command.cwd.as_deref().or(Some("/bin/sh")),
-                _ => None,
-            };
-            spawn_error_text(errno, &e.to_string(), path)
-        }
-        other => pty_err(other),
+    let spawned = cmd.spawn();
+    // Our copy of the terminal's child end must close now, or the PTY never reports end of file.
+    drop(cmd);
+    let mut child = spawned.map_err(|e| {
+        let errno = e.raw_os_error();
+        // Like Python's OSError, a failed chdir names the directory.
+        let path = match errno {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
+                command.cwd.as_deref().or(Some("/bin/sh"))
+            }
+            _ => None,
+        };
+        spawn_error_text(errno, &e.to_string(), path)
     })?;
     let pid = child.id().and_then(|p| i32::try_from(p).ok());
     match (child.stderr.take(), pid) {
-        (Some(stderr), Some(pid)) => Ok(Process { child, pty, stderr, pgid: Pid::from_raw(pid) }),
+        (Some(stderr), Some(pid)) => Ok(Process {
+            child,
+            pty,
+            stderr,
+            pgid: Pid::from_raw(pid),
+        }),
         _ => {
             let _ = child.start_kill();
-            Err(spawn_error_text(None, "the child process has no stderr pipe", None))
+            Err(spawn_error_text(
+                None,
+                "the child process has no stderr pipe",
+                None,
+            ))
         }
     }
 }
@@ -208,10 +256,17 @@ async fn pump(
     supervisor: Addr<BashSupervisor>,
     collect: bool,
 ) -> (BashOutput, Option<Collector>) {
-    let Process { mut child, mut pty, mut stderr, pgid } = p;
+    let Process {
+        mut child,
+        mut pty,
+        mut stderr,
+        pgid,
+    } = p;
     let started = Instant::now();
     let far = started + Duration::from_secs(100 * 365 * 86_400);
-    let deadline = started.checked_add(Duration::from_secs(u64::try_from(timeout).unwrap_or(0))).unwrap_or(far);
+    let deadline = started
+        .checked_add(Duration::from_secs(u64::try_from(timeout).unwrap_or(0)))
+        .unwrap_or(far);
     // Created once (not per loop turn): a read loop on a PTY turns thousands of times.
     let timeout_at = tokio::time::sleep_until(deadline.min(far));
     let give_up_at = tokio::time::sleep_until(far);
@@ -263,18 +318,32 @@ async fn pump(
             if let Some(previous) = in_flight.take() {
                 previous.await;
             }
-            let Chunk { order, stdout, stderr } = chunk;
-            in_flight = Some(record(&supervisor, BashOutput::new(command_id, order, None, stdout, stderr)));
+            let Chunk {
+                order,
+                stdout,
+                stderr,
+            } = chunk;
+            in_flight = Some(record(
+                &supervisor,
+                BashOutput::new(command_id, order, None, stdout, stderr),
+            ));
         }
     }
     if status.is_none() {
         // Gave up draining after a kill: still reap the shell (bounded), never leave a zombie.
         let _ = killpg(pgid, Signal::SIGKILL);
-        status = tokio::time::timeout(DRAIN_AFTER_KILL, &mut exited).await.ok().map(Result::ok);
+        status = tokio::time::timeout(DRAIN_AFTER_KILL, &mut exited)
+            .await
+            .ok()
+            .map(Result::ok);
     }
     let exit_code = match (timed_out, status.flatten()) {
         (true, _) | (false, None) => EXIT_FAILED,
-        (false, Some(st)) => st.code().map(i64::from).or_else(|| st.signal().map(|s| -i64::from(s))).unwrap_or(EXIT_FAILED),
+        (false, Some(st)) => st
+            .code()
+            .map(i64::from)
+            .or_else(|| st.signal().map(|s| -i64::from(s)))
+            .unwrap_or(EXIT_FAILED),
     };
     let last = chunker.finish();
     if let Some(c) = collector.as_mut() {
@@ -283,7 +352,13 @@ async fn pump(
     if let Some(previous) = in_flight.take() {
         previous.await;
     }
-    let final_out = BashOutput::new(command_id, last.order, Some(exit_code), last.stdout, last.stderr);
+    let final_out = BashOutput::new(
+        command_id,
+        last.order,
+        Some(exit_code),
+        last.stdout,
+        last.stderr,
+    );
     record(&supervisor, final_out.clone()).await;
     (final_out, collector)
 }

@@ -15,20 +15,28 @@ pub mod store;
 pub mod supervisor;
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
 use model::{BashCommand, BashOutput, ExecuteBashRequest};
 use store::{BashQuery, Entry};
 use supervisor::{
-    BashFeed, BashSupervisor, ClearEvents, GetEvents, SearchEvents, Shutdown, StartCommand, Subscribe, Subscription,
-    Unsubscribe,
+    BashFeed, BashSupervisor, ClearEvents, GetEvents, SearchEvents, Shutdown, StartCommand,
+    Subscribe, Subscription, Unsubscribe,
 };
+
+/// A JSON response body: built whole, or streamed piece by piece.
+pub enum JsonPayload {
+    Whole(Bytes),
+    Streamed(Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>>>>),
+}
 
 /// The typed handle of the bash service, shared by routes and sockets.
 #[derive(Clone)]
@@ -48,46 +56,117 @@ impl BashHandle {
         })
         .await
         .map_err(std::io::Error::other)??;
-        log::info!("bash events: {} restored from {}", restored.len(), dir.display());
+        log::info!(
+            "bash events: {} restored from {}",
+            restored.len(),
+            dir.display()
+        );
         let addr = BashSupervisor::new(dir.clone(), restored, max_running).start();
-        Ok(BashHandle { addr, dir: Arc::new(dir) })
+        Ok(BashHandle {
+            addr,
+            dir: Arc::new(dir),
+        })
     }
 
     /// Starts a command in the background; returns its `BashCommand` at once.
-    pub async fn start_command(&self, request: ExecuteBashRequest) -> Result<BashCommand, ApiError> {
-        self.addr.send(StartCommand { request, waiter: None }).await?
+    pub async fn start_command(
+        &self,
+        request: ExecuteBashRequest,
+    ) -> Result<BashCommand, ApiError> {
+        self.addr
+            .send(StartCommand {
+                request,
+                waiter: None,
+            })
+            .await?
     }
 
     /// Runs a command to its end; returns the final `BashOutput` (with `exit_code`) whose
     /// `stdout`/`stderr` hold the whole output, up to [`command::COLLECT_LIMIT`] characters each.
     pub async fn execute(&self, request: ExecuteBashRequest) -> Result<BashOutput, ApiError> {
         let (tx, rx) = oneshot::channel();
-        self.addr.send(StartCommand { request, waiter: Some(tx) }).await??;
-        rx.await.map_err(|_| ApiError::internal("the command ended without a final output"))
+        self.addr
+            .send(StartCommand {
+                request,
+                waiter: Some(tx),
+            })
+            .await??;
+        rx.await
+            .map_err(|_| ApiError::internal("the command ended without a final output"))
     }
 
-    /// A page of `bash_events/search` as its JSON body.
-    pub async fn search(&self, query: BashQuery) -> Result<Bytes, ApiError> {
+    /// A page of `bash_events/search` as its JSON body. When every event is in memory the body is
+    /// built at once; otherwise it is streamed, reading one event file at a time, so a page of
+    /// large outputs never sits in memory whole.
+    pub async fn search(&self, query: BashQuery) -> Result<JsonPayload, ApiError> {
         let page = self.addr.send(SearchEvents(query)).await?;
-        let bodies = self.bodies(page.items).await?;
-        let mut out = BytesMut::with_capacity(bodies.iter().flatten().map(|b| b.len() + 1).sum::<usize>() + 64);
-        out.put_slice(b"{\"items\":[");
-        for (i, b) in bodies.iter().flatten().enumerate() {
-            if i > 0 {
-                out.put_u8(b',');
+        let head = Bytes::from_static(b"{\"items\":[");
+        let tail = Bytes::from(format!(
+            "],\"next_page_id\":{}}}",
+            serde_json::to_string(&page.next_page_id).unwrap_or_else(|_| "null".into())
+        ));
+        if page.items.iter().all(|e| e.body.is_some()) {
+            let bodies: Vec<&ByteString> =
+                page.items.iter().filter_map(|e| e.body.as_ref()).collect();
+            let mut out = BytesMut::with_capacity(
+                bodies.iter().map(|b| b.len() + 1).sum::<usize>() + tail.len() + 16,
+            );
+            out.put_slice(&head);
+            for (i, b) in bodies.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                out.put_slice(b.as_bytes());
             }
-            out.put_slice(b.as_bytes());
+            out.put_slice(&tail);
+            return Ok(JsonPayload::Whole(out.freeze()));
         }
-        out.put_slice(b"],\"next_page_id\":");
-        out.put_slice(serde_json::to_string(&page.next_page_id).unwrap_or_else(|_| "null".into()).as_bytes());
-        out.put_u8(b'}');
-        Ok(out.freeze())
+        let dir = self.dir.clone();
+        let items = page.items.into_iter();
+        // State: the entries left, whether one was written, and the tail (taken at the end).
+        let stream = futures_util::stream::unfold(
+            (items, false, Some(tail)),
+            move |(mut items, wrote, tail)| {
+                let dir = dir.clone();
+                async move {
+                    for entry in items.by_ref() {
+                        let body = match entry.body.clone() {
+                            Some(b) => Some(b),
+                            None => {
+                                let dir = dir.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    store::read_compact(&dir, &entry.key.name)
+                                })
+                                .await
+                                .ok()
+                                .flatten()
+                            }
+                        };
+                        // An event whose file vanished (cleared meanwhile) is left out.
+                        let Some(body) = body else { continue };
+                        let mut chunk = BytesMut::with_capacity(body.len() + 1);
+                        if wrote {
+                            chunk.put_u8(b',');
+                        }
+                        chunk.put_slice(body.as_bytes());
+                        return Some((Ok(chunk.freeze()), (items, true, tail)));
+                    }
+                    tail.map(|t| (Ok(t), (items, wrote, None)))
+                }
+            },
+        );
+        let stream = futures_util::stream::once(std::future::ready(Ok(head))).chain(stream);
+        Ok(JsonPayload::Streamed(Box::pin(stream)))
     }
 
     /// One event's JSON, or `None` when no event has this (exact, 32-hex) id.
     pub async fn get(&self, id: String) -> Result<Option<ByteString>, ApiError> {
         let entries = self.addr.send(GetEvents(vec![id])).await?;
-        Ok(self.bodies(entries.into_iter().flatten().collect()).await?.pop().flatten())
+        Ok(self
+            .bodies(entries.into_iter().flatten().collect())
+            .await?
+            .pop()
+            .flatten())
     }
 
     /// The JSON array of the given events, `null` for unknown ids.
@@ -106,7 +185,11 @@ impl BashHandle {
             if i > 0 {
                 out.put_u8(b',');
             }
-            let body = if present { bodies.next().flatten() } else { None };
+            let body = if present {
+                bodies.next().flatten()
+            } else {
+                None
+            };
             match body {
                 Some(b) => out.put_slice(b.as_bytes()),
                 None => out.put_slice(b"null"),
@@ -122,8 +205,18 @@ impl BashHandle {
     }
 
     /// Registers a socket subscriber (see [`Subscribe`]).
-    pub async fn subscribe(&self, subscriber: Recipient<BashFeed>, resend_all: bool) -> Result<Subscription, ApiError> {
-        Ok(self.addr.send(Subscribe { subscriber, resend_all }).await?)
+    pub async fn subscribe(
+        &self,
+        subscriber: Recipient<BashFeed>,
+        resend_all: bool,
+    ) -> Result<Subscription, ApiError> {
+        Ok(self
+            .addr
+            .send(Subscribe {
+                subscriber,
+                resend_all,
+            })
+            .await?)
     }
 
     pub fn unsubscribe(&self, id: u64) {
@@ -132,13 +225,23 @@ impl BashHandle {
 
     /// The compact JSON of each entry, reading from disk those not kept in memory; `None` for an
     /// event whose file vanished (cleared meanwhile).
-    pub async fn bodies(&self, entries: Vec<Arc<Entry>>) -> Result<Vec<Option<ByteString>>, ApiError> {
+    pub async fn bodies(
+        &self,
+        entries: Vec<Arc<Entry>>,
+    ) -> Result<Vec<Option<ByteString>>, ApiError> {
         if entries.iter().all(|e| e.body.is_some()) {
             return Ok(entries.into_iter().map(|e| e.body.clone()).collect());
         }
         let dir = self.dir.clone();
         tokio::task::spawn_blocking(move || {
-            entries.iter().map(|e| e.body.clone().or_else(|| store::read_compact(&dir, &e.key.name))).collect()
+            entries
+                .iter()
+                .map(|e| {
+                    e.body
+                        .clone()
+                        .or_else(|| store::read_compact(&dir, &e.key.name))
+                })
+                .collect()
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))

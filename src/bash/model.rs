@@ -68,7 +68,11 @@ impl ExecuteBashRequest {
         };
         c.finish()?;
         match (command, timeout) {
-            (Some(command), Some(timeout)) => Ok(ExecuteBashRequest { command, cwd, timeout }),
+            (Some(command), Some(timeout)) => Ok(ExecuteBashRequest {
+                command,
+                cwd,
+                timeout,
+            }),
             _ => Err(ApiError::internal("validation")),
         }
     }
@@ -87,7 +91,13 @@ pub struct BashCommand {
 impl BashCommand {
     /// A new command event for `req`, stamped now.
     pub fn new(req: ExecuteBashRequest) -> BashCommand {
-        BashCommand { command: req.command, cwd: req.cwd, timeout: req.timeout, id: Uuid::new_v4(), timestamp: now() }
+        BashCommand {
+            command: req.command,
+            cwd: req.cwd,
+            timeout: req.timeout,
+            id: Uuid::new_v4(),
+            timestamp: now(),
+        }
     }
 }
 
@@ -107,8 +117,22 @@ pub struct BashOutput {
 
 impl BashOutput {
     /// A new output event of `command_id`, stamped now.
-    pub fn new(command_id: Uuid, order: i64, exit_code: Option<i64>, stdout: Option<String>, stderr: Option<String>) -> BashOutput {
-        BashOutput { id: Uuid::new_v4(), timestamp: now(), command_id, order, exit_code, stdout, stderr }
+    pub fn new(
+        command_id: Uuid,
+        order: i64,
+        exit_code: Option<i64>,
+        stdout: Option<String>,
+        stderr: Option<String>,
+    ) -> BashOutput {
+        BashOutput {
+            id: Uuid::new_v4(),
+            timestamp: now(),
+            command_id,
+            order,
+            exit_code,
+            stdout,
+            stderr,
+        }
     }
 }
 
@@ -162,7 +186,11 @@ impl BashEvent {
         let second = self.timestamp().format("%Y%m%d%H%M%S");
         match self {
             BashEvent::Command(c) => format!("{second}_BashCommand_{}", c.id.simple()),
-            BashEvent::Output(o) => format!("{second}_BashOutput_{}_{}", o.command_id.simple(), o.id.simple()),
+            BashEvent::Output(o) => format!(
+                "{second}_BashOutput_{}_{}",
+                o.command_id.simple(),
+                o.id.simple()
+            ),
         }
     }
 }
@@ -244,7 +272,12 @@ pub fn parse_file_name(name: &str) -> Option<FileName> {
     if parts.next().is_some() || Uuid::try_parse(id).is_err() {
         return None;
     }
-    Some(FileName { second, kind, id: id.to_string(), command_id })
+    Some(FileName {
+        second,
+        kind,
+        id: id.to_string(),
+        command_id,
+    })
 }
 
 /// The spawn-failure text of the reference (Python's `OSError` string):
@@ -263,7 +296,11 @@ pub fn spawn_error_text(errno: Option<i32>, detail: &str, path: Option<&str>) ->
 /// Python's `repr` of a string, enough for file names: single quotes unless the text holds a
 /// single quote and no double quote.
 fn python_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for ch in s.chars() {
@@ -300,7 +337,9 @@ pub fn parse_query_datetime(raw: &str) -> Result<NaiveDateTime, String> {
         let micros = ((secs - whole) * 1e6).round() as i64;
         return DateTime::from_timestamp(whole as i64, 0)
             .map(|t| (t + chrono::Duration::microseconds(micros)).naive_utc())
-            .ok_or_else(|| "Input should be a valid datetime or date, timestamp out of range".into());
+            .ok_or_else(|| {
+                "Input should be a valid datetime or date, timestamp out of range".into()
+            });
     }
     static FORMAT: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
@@ -310,20 +349,34 @@ pub fn parse_query_datetime(raw: &str) -> Result<NaiveDateTime, String> {
     });
     let caps = FORMAT
         .as_ref()
-        .and_then(|re| re.captures(s)).ok_or_else(|| {
-        if s.len() < 10 {
-            "Input should be a valid datetime or date, input is too short".to_string()
-        } else {
-            "Input should be a valid datetime or date, invalid character".to_string()
-        }
+        .and_then(|re| re.captures(s))
+        .ok_or_else(|| {
+            if s.len() < 10 {
+                "Input should be a valid datetime or date, input is too short".to_string()
+            } else {
+                "Input should be a valid datetime or date, invalid character".to_string()
+            }
+        })?;
+    let num = |i: usize| {
+        caps.get(i)
+            .map(|m| m.as_str().parse::<u32>().unwrap_or(u32::MAX))
+            .unwrap_or(0)
+    };
+    let year = caps
+        .get(1)
+        .and_then(|m| m.as_str().parse::<i32>().ok())
+        .unwrap_or(0);
+    let date = NaiveDate::from_ymd_opt(year, num(2), num(3)).ok_or_else(|| {
+        "Input should be a valid datetime or date, day value is outside expected range".to_string()
     })?;
-    let num = |i: usize| caps.get(i).map(|m| m.as_str().parse::<u32>().unwrap_or(u32::MAX)).unwrap_or(0);
-    let year = caps.get(1).and_then(|m| m.as_str().parse::<i32>().ok()).unwrap_or(0);
-    let date = NaiveDate::from_ymd_opt(year, num(2), num(3))
-        .ok_or_else(|| "Input should be a valid datetime or date, day value is outside expected range".to_string())?;
-    let nanos = caps.get(7).map(|m| format!("{:0<9}", m.as_str()).parse::<u32>().unwrap_or(0)).unwrap_or(0);
+    let nanos = caps
+        .get(7)
+        .map(|m| format!("{:0<9}", m.as_str()).parse::<u32>().unwrap_or(0))
+        .unwrap_or(0);
     date.and_hms_nano_opt(num(4), num(5), num(6), nanos)
-        .ok_or_else(|| "Input should be a valid datetime, time value is outside expected range".to_string())
+        .ok_or_else(|| {
+            "Input should be a valid datetime, time value is outside expected range".to_string()
+        })
 }
 
 /// The `{"cleared_count": n}` body of `DELETE /api/bash/bash_events`.
@@ -337,13 +390,20 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(micros: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 28, 13, 8, 20).unwrap() + chrono::Duration::microseconds(micros as i64)
+        Utc.with_ymd_and_hms(2026, 11, 28, 13, 8, 20).unwrap()
+            + chrono::Duration::microseconds(micros as i64)
     }
 
     #[test]
     fn wire_shapes_keep_key_order() {
         let id = Uuid::parse_str("bbf194f4acef41c897d0b496988e735e").unwrap();
-        let cmd = BashCommand { command: "ls".into(), cwd: None, timeout: 30, id, timestamp: at(616802) };
+        let cmd = BashCommand {
+            command: "ls".into(),
+            cwd: None,
+            timeout: 30,
+            id,
+            timestamp: at(616802),
+        };
         assert_eq!(
             serde_json::to_string(&cmd).unwrap(),
             r#"{"command":"ls","cwd":null,"timeout":30,"kind":"BashCommand","id":"bbf194f4acef41c897d0b496988e735e","timestamp":"2026-11-28T13:08:20.616802Z"}"#
@@ -362,7 +422,10 @@ mod tests {
             r#"{"kind":"BashOutput","id":"bbf194f4acef41c897d0b496988e735e","timestamp":"2026-11-28T13:08:20Z","command_id":"bbf194f4acef41c897d0b496988e735e","order":0,"exit_code":3,"stdout":"out\n","stderr":null}"#
         );
         let name = BashEvent::Output(out).file_name();
-        assert_eq!(name, "20261128130820_BashOutput_bbf194f4acef41c897d0b496988e735e_bbf194f4acef41c897d0b496988e735e");
+        assert_eq!(
+            name,
+            "20261128130820_BashOutput_bbf194f4acef41c897d0b496988e735e_bbf194f4acef41c897d0b496988e735e"
+        );
         assert_eq!(
             parse_file_name(&name),
             Some(FileName {
@@ -378,14 +441,32 @@ mod tests {
 
     #[test]
     fn request_validation() {
-        let ok = ExecuteBashRequest::from_json(&json!({"command": "ls", "timeout": "12", "extra": 1})).unwrap();
-        assert_eq!(ok, ExecuteBashRequest { command: "ls".into(), cwd: None, timeout: 12 });
+        let ok =
+            ExecuteBashRequest::from_json(&json!({"command": "ls", "timeout": "12", "extra": 1}))
+                .unwrap();
+        assert_eq!(
+            ok,
+            ExecuteBashRequest {
+                command: "ls".into(),
+                cwd: None,
+                timeout: 12
+            }
+        );
         let kinds = |v: Value| match ExecuteBashRequest::from_json(&v) {
-            Err(ApiError::Validation(items)) => items.iter().map(|i| (i.kind.clone(), i.loc.clone())).collect::<Vec<_>>(),
+            Err(ApiError::Validation(items)) => items
+                .iter()
+                .map(|i| (i.kind.clone(), i.loc.clone()))
+                .collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(kinds(json!({})), vec![("missing".to_string(), loc!["body", "command"])]);
-        assert_eq!(kinds(json!({"command": 123})), vec![("string_type".to_string(), loc!["body", "command"])]);
+        assert_eq!(
+            kinds(json!({})),
+            vec![("missing".to_string(), loc!["body", "command"])]
+        );
+        assert_eq!(
+            kinds(json!({"command": 123})),
+            vec![("string_type".to_string(), loc!["body", "command"])]
+        );
         assert_eq!(
             kinds(json!({"command": "x", "timeout": "soon"})),
             vec![("int_parsing".to_string(), loc!["body", "timeout"])]

@@ -50,7 +50,11 @@ impl Entry {
     pub fn of_event(event: &BashEvent, compact: &ByteString) -> Entry {
         let name: Arc<str> = Arc::from(event.file_name());
         Entry {
-            key: SortKey { micros: event.timestamp().timestamp_micros(), order: event.order(), name },
+            key: SortKey {
+                micros: event.timestamp().timestamp_micros(),
+                order: event.order(),
+                name,
+            },
             kind: event.kind(),
             id: event.id().simple().to_string(),
             command_id: event.command_id(),
@@ -145,14 +149,20 @@ impl BashIndex {
         }
         self.by_id.insert(entry.id.clone(), entry.key.clone());
         if let Some(c) = entry.command_id {
-            self.by_command.entry(c).or_default().insert(entry.key.clone());
+            self.by_command
+                .entry(c)
+                .or_default()
+                .insert(entry.key.clone());
         }
         self.entries.insert(entry.key.clone(), Arc::new(entry));
     }
 
     /// The event whose file name ends with `_<id>`.
     pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
-        self.by_id.get(id).and_then(|k| self.entries.get(k)).cloned()
+        self.by_id
+            .get(id)
+            .and_then(|k| self.entries.get(k))
+            .cloned()
     }
 
     /// Every entry in log order (for `resend_all`).
@@ -171,19 +181,29 @@ impl BashIndex {
         let matches = |e: &Entry| {
             q.kind.is_none_or(|k| k == e.kind)
                 && q.command_id.is_none_or(|c| e.command_id == Some(c))
-                && q.timestamp_gte.is_none_or(|t| e.second >= t.with_nanosecond_zero())
-                && q.timestamp_lt.is_none_or(|t| e.second < t.with_nanosecond_zero())
+                && q.timestamp_gte
+                    .is_none_or(|t| e.second >= t.with_nanosecond_zero())
+                && q.timestamp_lt
+                    .is_none_or(|t| e.second < t.with_nanosecond_zero())
         };
         // The page starts at `page_id` when it names an entry this query would return.
         let start: Option<&SortKey> = q
             .page_id
             .as_deref()
-            .and_then(|p| p.rsplit('_').next().and_then(|id| self.by_id.get(id)).filter(|k| &*k.name == p))
+            .and_then(|p| {
+                p.rsplit('_')
+                    .next()
+                    .and_then(|id| self.by_id.get(id))
+                    .filter(|k| &*k.name == p)
+            })
             .filter(|k| self.entries.get(*k).is_some_and(|e| matches(e)));
         let keys: Box<dyn Iterator<Item = &SortKey>> = match (q.command_id, q.sort_order) {
             (Some(c), order) => {
                 let Some(set) = self.by_command.get(&c) else {
-                    return Page { items: Vec::new(), next_page_id: None };
+                    return Page {
+                        items: Vec::new(),
+                        next_page_id: None,
+                    };
                 };
                 match (order, start) {
                     (SortOrder::Timestamp, Some(s)) => Box::new(set.range(s..)),
@@ -193,22 +213,32 @@ impl BashIndex {
                 }
             }
             (None, order) => match (order, start) {
-                (SortOrder::Timestamp, Some(s)) => Box::new(self.entries.range(s..).map(|(k, _)| k)),
+                (SortOrder::Timestamp, Some(s)) => {
+                    Box::new(self.entries.range(s..).map(|(k, _)| k))
+                }
                 (SortOrder::Timestamp, None) => Box::new(self.entries.keys()),
-                (SortOrder::TimestampDesc, Some(s)) => Box::new(self.entries.range(..=s).rev().map(|(k, _)| k)),
+                (SortOrder::TimestampDesc, Some(s)) => {
+                    Box::new(self.entries.range(..=s).rev().map(|(k, _)| k))
+                }
                 (SortOrder::TimestampDesc, None) => Box::new(self.entries.keys().rev()),
             },
         };
         let mut items = Vec::with_capacity(q.limit.min(100));
         let mut next_page_id = None;
-        for e in keys.filter_map(|k| self.entries.get(k)).filter(|e| matches(e)) {
+        for e in keys
+            .filter_map(|k| self.entries.get(k))
+            .filter(|e| matches(e))
+        {
             if items.len() == q.limit {
                 next_page_id = Some(e.key.name.to_string());
                 break;
             }
             items.push(e.clone());
         }
-        Page { items, next_page_id }
+        Page {
+            items,
+            next_page_id,
+        }
     }
 }
 
@@ -243,35 +273,37 @@ pub fn read_compact(dir: &Path, name: &str) -> Option<ByteString> {
 
 /// Pretty JSON to compact JSON by dropping the whitespace outside strings: the same text as
 /// serializing compactly (key order and escapes are untouched), without parsing. Large outputs are
-/// read back on every poll, so this matters.
+/// read back on every poll, so strings are copied whole, their end found with `str::find` (memchr).
 fn minify(pretty: &[u8]) -> Option<ByteString> {
-    let mut out = Vec::with_capacity(pretty.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in pretty {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let text = std::str::from_utf8(pretty).ok()?;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c != '"' {
+            if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+                out.push(c);
             }
-        } else {
-            match b {
-                b' ' | b'\n' | b'\r' | b'\t' => {}
-                b'"' => {
-                    in_string = true;
-                    out.push(b);
-                }
-                _ => out.push(b),
-            }
+            rest = &rest[c.len_utf8()..];
+            continue;
         }
+        // A string: its closing quote is the first one preceded by an even number of backslashes.
+        let mut end = 1;
+        loop {
+            end += rest[end..].find('"')?;
+            let backslashes = rest[..end]
+                .bytes()
+                .rev()
+                .take_while(|b| *b == b'\\')
+                .count();
+            if backslashes % 2 == 0 {
+                break;
+            }
+            end += 1;
+        }
+        out.push_str(&rest[..=end]);
+        rest = &rest[end + 1..];
     }
-    if in_string || out.first() != Some(&b'{') || out.last() != Some(&b'}') {
-        return None;
-    }
-    ByteString::try_from(bytes::Bytes::from(out)).ok()
+    (out.starts_with('{') && out.ends_with('}')).then(|| ByteString::from(out))
 }
 
 /// Deletes every file of the directory; returns how many were removed.
@@ -305,8 +337,12 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Vec<Entry>> {
     };
     for item in rd {
         let item = item?;
-        let Some(name) = item.file_name().to_str().map(str::to_string) else { continue };
-        let Some(parsed) = parse_file_name(&name) else { continue };
+        let Some(name) = item.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Some(parsed) = parse_file_name(&name) else {
+            continue;
+        };
         match restore_entry(&item.path(), &name, parsed) {
             Some(e) => out.push(e),
             None => log::warn!("bash events: skipping unreadable event file {name}"),
@@ -325,7 +361,10 @@ fn restore_entry(path: &Path, name: &str, parsed: FileName) -> Option<Entry> {
         file.read_to_end(&mut bytes).ok()?;
         let value: Value = serde_json::from_slice(&bytes).ok()?;
         let compact = value.to_string();
-        let ts = value.get("timestamp").and_then(Value::as_str).map(str::to_string);
+        let ts = value
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let order = value.get("order").and_then(Value::as_i64);
         let body = (compact.len() <= CACHED_BODY_MAX).then(|| ByteString::from(compact));
         (ts, order, body)
@@ -333,7 +372,11 @@ fn restore_entry(path: &Path, name: &str, parsed: FileName) -> Option<Entry> {
         let mut head = vec![0u8; RESTORE_HEAD_BYTES];
         let n = file.read(&mut head).ok()?;
         let head = String::from_utf8_lossy(&head[..n]);
-        (head_field(&head, "timestamp"), head_field(&head, "order").and_then(|o| o.parse().ok()), None)
+        (
+            head_field(&head, "timestamp"),
+            head_field(&head, "order").and_then(|o| o.parse().ok()),
+            None,
+        )
     };
     let micros = timestamp
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
@@ -344,7 +387,11 @@ fn restore_entry(path: &Path, name: &str, parsed: FileName) -> Option<Entry> {
         EventKind::Output => order.unwrap_or(0),
     };
     Some(Entry {
-        key: SortKey { micros, order, name: Arc::from(name) },
+        key: SortKey {
+            micros,
+            order,
+            name: Arc::from(name),
+        },
         kind: parsed.kind,
         id: parsed.id,
         command_id: parsed.command_id,
@@ -373,7 +420,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn t(sec: u32, micros: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 28, 13, 8, sec).unwrap() + chrono::Duration::microseconds(micros)
+        Utc.with_ymd_and_hms(2026, 11, 28, 13, 8, sec).unwrap()
+            + chrono::Duration::microseconds(micros)
     }
 
     fn command(sec: u32, micros: i64) -> BashEvent {
@@ -413,7 +461,9 @@ mod tests {
     #[test]
     fn order_is_timestamp_then_order_and_pages_chain() {
         let c = command(20, 100);
-        let outs: Vec<_> = (0..4).map(|i| output(&c, i, 20, 200 + i * 10, (i == 3).then_some(0))).collect();
+        let outs: Vec<_> = (0..4)
+            .map(|i| output(&c, i, 20, 200 + i * 10, (i == 3).then_some(0)))
+            .collect();
         let mut idx = BashIndex::new();
         // Inserted out of order: the index orders them.
         for e in outs.iter().rev().chain(std::iter::once(&c)) {
@@ -423,10 +473,16 @@ mod tests {
         let expect: Vec<String> = std::iter::once(&c).chain(outs.iter()).map(hex).collect();
         assert_eq!(ids(&all), expect);
 
-        let mut q = BashQuery { limit: 2, ..BashQuery::default() };
+        let mut q = BashQuery {
+            limit: 2,
+            ..BashQuery::default()
+        };
         let p1 = idx.search(&q);
         assert_eq!(ids(&p1), expect[..2].to_vec());
-        assert_eq!(p1.next_page_id.as_deref(), Some(outs[1].file_name().as_str()));
+        assert_eq!(
+            p1.next_page_id.as_deref(),
+            Some(outs[1].file_name().as_str())
+        );
         q.page_id = p1.next_page_id.clone();
         let p2 = idx.search(&q);
         assert_eq!(ids(&p2), expect[2..4].to_vec());
@@ -434,7 +490,10 @@ mod tests {
         let p3 = idx.search(&q);
         assert_eq!((ids(&p3), p3.next_page_id), (expect[4..].to_vec(), None));
 
-        let desc = idx.search(&BashQuery { sort_order: SortOrder::TimestampDesc, ..BashQuery::default() });
+        let desc = idx.search(&BashQuery {
+            sort_order: SortOrder::TimestampDesc,
+            ..BashQuery::default()
+        });
         assert_eq!(ids(&desc), expect.iter().rev().cloned().collect::<Vec<_>>());
 
         q.page_id = Some("unknown".into());
@@ -451,9 +510,15 @@ mod tests {
         for e in [&c1, &c2, &o1, &o2] {
             idx.insert(entry(e));
         }
-        let by_cmd = idx.search(&BashQuery { command_id: Some(c1.id()), ..BashQuery::default() });
+        let by_cmd = idx.search(&BashQuery {
+            command_id: Some(c1.id()),
+            ..BashQuery::default()
+        });
         assert_eq!(ids(&by_cmd), vec![hex(&o1)]);
-        let cmds = idx.search(&BashQuery { kind: Some(EventKind::Command), ..BashQuery::default() });
+        let cmds = idx.search(&BashQuery {
+            kind: Some(EventKind::Command),
+            ..BashQuery::default()
+        });
         assert_eq!(ids(&cmds), vec![hex(&c1), hex(&c2)]);
         let window = idx.search(&BashQuery {
             timestamp_gte: Some(t(21, 500).naive_utc()),
@@ -477,7 +542,12 @@ mod tests {
             o.stdout = Some("y".repeat(3 * CACHED_BODY_MAX));
         }
         for e in [&c, &small, &big] {
-            write_event(dir.path(), &e.file_name(), &serde_json::to_vec_pretty(e).unwrap()).unwrap();
+            write_event(
+                dir.path(),
+                &e.file_name(),
+                &serde_json::to_vec_pretty(e).unwrap(),
+            )
+            .unwrap();
         }
         std::fs::write(dir.path().join("README"), "not an event").unwrap();
         let mut idx = BashIndex::new();
@@ -487,7 +557,13 @@ mod tests {
         assert_eq!(idx.len(), 3);
         let restored = idx.get(&hex(&big)).unwrap();
         assert_eq!(restored.body, None);
-        assert_eq!(*restored, Entry { body: None, ..entry(&big) });
+        assert_eq!(
+            *restored,
+            Entry {
+                body: None,
+                ..entry(&big)
+            }
+        );
         assert_eq!(*idx.get(&hex(&small)).unwrap(), entry(&small));
         assert_eq!(
             read_compact(dir.path(), &big.file_name()).map(|b| b.to_string()),
@@ -505,6 +581,10 @@ mod tests {
             Some(serde_json::to_string(&tricky).unwrap())
         );
         assert_eq!(minify(b"{\"a\": \"open"), None);
+        assert_eq!(
+            minify(b"{\n  \"a\": \"x\\\\\",\n  \"b\": \"\\\" y\"\n}").as_deref(),
+            Some(r#"{"a":"x\\","b":"\" y"}"#)
+        );
         assert_eq!(clear_dir(dir.path()).unwrap(), 4);
         assert_eq!(clear_dir(dir.path()).unwrap(), 0);
     }

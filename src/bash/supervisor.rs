@@ -7,8 +7,9 @@
 //! with it is undone rather than indexed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
@@ -23,6 +24,9 @@ use super::model::{BashCommand, BashEvent, BashOutput, ExecuteBashRequest};
 use super::store::{self, BashIndex, BashQuery, Entry, Page};
 use crate::error::ApiError;
 
+/// Events whose text (output, or command and cwd) is at most this long are indexed at once and
+/// written behind; their JSON stays well under `store::CACHED_BODY_MAX`.
+const SMALL_EVENT_TEXT: usize = 8 * 1024;
 /// How long `Shutdown` waits for killed commands to be reaped and report their last event.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often `Shutdown` checks whether the commands are gone.
@@ -32,8 +36,10 @@ const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
 pub struct BashSupervisor {
     dir: Arc<PathBuf>,
     index: BashIndex,
-    /// Bumped by every clear; a write started under an older generation is not indexed.
-    generation: u64,
+    /// Bumped by every clear; a write started under an older generation is undone.
+    generation: Arc<AtomicU64>,
+    /// Event files being written behind (small events); `Shutdown` waits for them.
+    pending_writes: Arc<AtomicUsize>,
     /// `max_concurrent_bash_commands`.
     max_running: usize,
     running: HashMap<Uuid, Addr<BashCommandActor>>,
@@ -54,7 +60,8 @@ impl BashSupervisor {
         BashSupervisor {
             dir: Arc::new(dir),
             index,
-            generation: 0,
+            generation: Arc::new(AtomicU64::new(0)),
+            pending_writes: Arc::new(AtomicUsize::new(0)),
             max_running,
             running: HashMap::new(),
             starting: 0,
@@ -64,18 +71,41 @@ impl BashSupervisor {
         }
     }
 
-    /// Writes `event`'s file, then indexes and publishes it (serialized once, off this thread).
-    fn record(&mut self, event: BashEvent) -> impl ActorFuture<Self, Output = ()> + use<> {
+    /// Records an event: its file, the index, the subscribers. Small events (commands, most final
+    /// outputs) are indexed and published at once, their body cached, and written behind; the
+    /// reply does not wait for the disk. Large chunks are serialized and written on the blocking
+    /// pool first and indexed after, so their body can be read back from the file, and the
+    /// command, which awaits the reply, cannot outrun the disk.
+    fn record(&mut self, event: BashEvent) -> ResponseActFuture<Self, ()> {
         let dir = self.dir.clone();
-        let generation = self.generation;
+        let generation = self.generation.clone();
+        let current = generation.load(Ordering::SeqCst);
+        let text_len = match &event {
+            BashEvent::Command(c) => c.command.len() + c.cwd.as_ref().map_or(0, String::len),
+            BashEvent::Output(o) => {
+                o.stdout.as_ref().map_or(0, String::len) + o.stderr.as_ref().map_or(0, String::len)
+            }
+        };
+        if text_len <= SMALL_EVENT_TEXT {
+            let compact = ByteString::from(serde_json::to_string(&event).unwrap_or_default());
+            let mut entry = Entry::of_event(&event, &compact);
+            entry.body = Some(compact.clone());
+            self.index.insert(entry);
+            self.publish(&compact);
+            let pending = self.pending_writes.clone();
+            pending.fetch_add(1, Ordering::SeqCst);
+            tokio::task::spawn_blocking(move || {
+                write_unless_cleared(&dir, &event, &generation, current);
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+            return Box::pin(fut::ready(()));
+        }
         let write = tokio::task::spawn_blocking(move || {
             let compact = ByteString::from(serde_json::to_string(&event).unwrap_or_default());
-            let written = serde_json::to_vec_pretty(&event)
-                .map_err(std::io::Error::other)
-                .and_then(|pretty| store::write_event(&dir, &event.file_name(), &pretty));
+            let written = write_unless_cleared(&dir, &event, &generation, current);
             (event, compact, written)
         });
-        write.into_actor(self).map(move |res, act, _ctx| {
+        Box::pin(write.into_actor(self).map(move |res, act, _ctx| {
             let (event, compact, written) = match res {
                 Ok(r) => r,
                 Err(e) => {
@@ -83,22 +113,17 @@ impl BashSupervisor {
                     return;
                 }
             };
-            if act.generation != generation {
-                // Cleared while this event was being written: undo, as if it came before the clear.
-                let dir = act.dir.clone();
-                let name = event.file_name();
-                tokio::task::spawn_blocking(move || store::remove_event(&dir, &name));
+            if act.generation.load(Ordering::SeqCst) != current {
                 return;
             }
             let mut entry = Entry::of_event(&event, &compact);
-            if let Err(e) = written {
-                log::error!("bash events: cannot write {}: {e}", entry.key.name);
+            if !written {
                 // Keep it served from memory for this run.
                 entry.body = Some(compact.clone());
             }
             act.index.insert(entry);
             act.publish(&compact);
-        })
+        }))
     }
 
     /// Sends a frame to every subscriber without waiting; full queues lose their subscriber.
@@ -118,6 +143,29 @@ impl BashSupervisor {
             }
         }
     }
+}
+
+/// Writes one event file (pretty JSON) on the blocking pool. When a clear happened meanwhile
+/// (`generation` moved past `started_in`) the file is removed again, as if it came before the
+/// clear. Returns whether the file is on disk.
+fn write_unless_cleared(
+    dir: &Path,
+    event: &BashEvent,
+    generation: &AtomicU64,
+    started_in: u64,
+) -> bool {
+    let name = event.file_name();
+    let written = serde_json::to_vec_pretty(event)
+        .map_err(std::io::Error::other)
+        .and_then(|pretty| store::write_event(dir, &name, &pretty));
+    if let Err(e) = &written {
+        log::error!("bash events: cannot write {name}: {e}");
+    }
+    if generation.load(Ordering::SeqCst) != started_in {
+        let _ = store::remove_event(dir, &name);
+        return false;
+    }
+    written.is_ok()
 }
 
 impl Actor for BashSupervisor {
@@ -216,24 +264,40 @@ impl Handler<StartCommand> for BashSupervisor {
 
     fn handle(&mut self, msg: StartCommand, _ctx: &mut Context<Self>) -> Self::Result {
         if self.stopping {
-            return Box::pin(fut::ready(Err(ApiError::http_5xx(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"))));
+            return Box::pin(fut::ready(Err(ApiError::http_5xx(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is shutting down",
+            ))));
         }
         if self.running.len() + self.starting >= self.max_running {
-            let detail = format!("Too many concurrent bash commands (limit {})", self.max_running);
-            return Box::pin(fut::ready(Err(ApiError::client(StatusCode::TOO_MANY_REQUESTS, detail))));
+            let detail = format!(
+                "Too many concurrent bash commands (limit {})",
+                self.max_running
+            );
+            return Box::pin(fut::ready(Err(ApiError::client(
+                StatusCode::TOO_MANY_REQUESTS,
+                detail,
+            ))));
         }
         self.starting += 1;
         let command = BashCommand::new(msg.request);
         let waiter = msg.waiter;
-        Box::pin(self.record(BashEvent::Command(command.clone())).map(move |(), act, ctx| {
-            act.starting -= 1;
-            if act.stopping {
-                return Err(ApiError::http_5xx(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down"));
-            }
-            let addr = BashCommandActor::new(command.clone(), ctx.address(), waiter).start();
-            act.running.insert(command.id, addr);
-            Ok(command)
-        }))
+        Box::pin(
+            self.record(BashEvent::Command(command.clone()))
+                .map(move |(), act, ctx| {
+                    act.starting -= 1;
+                    if act.stopping {
+                        return Err(ApiError::http_5xx(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Server is shutting down",
+                        ));
+                    }
+                    let addr =
+                        BashCommandActor::new(command.clone(), ctx.address(), waiter).start();
+                    act.running.insert(command.id, addr);
+                    Ok(command)
+                }),
+        )
     }
 }
 
@@ -241,7 +305,7 @@ impl Handler<RecordOutput> for BashSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, msg: RecordOutput, _ctx: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.record(BashEvent::Output(msg.0)))
+        self.record(BashEvent::Output(msg.0))
     }
 }
 
@@ -274,14 +338,16 @@ impl Handler<ClearEvents> for BashSupervisor {
 
     fn handle(&mut self, _msg: ClearEvents, _ctx: &mut Context<Self>) -> Self::Result {
         self.index.clear();
-        self.generation += 1;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let dir = self.dir.clone();
         let clear = tokio::task::spawn_blocking(move || store::clear_dir(&dir));
-        AtomicResponse::new(Box::pin(clear.into_actor(self).map(|res, _act, _ctx| match res {
-            Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
-            Err(e) => Err(ApiError::internal(e.to_string())),
-        })))
+        AtomicResponse::new(Box::pin(clear.into_actor(self).map(
+            |res, _act, _ctx| match res {
+                Ok(Ok(n)) => Ok(n),
+                Ok(Err(e)) => Err(ApiError::internal(e.to_string())),
+                Err(e) => Err(ApiError::internal(e.to_string())),
+            },
+        )))
     }
 }
 
@@ -292,7 +358,11 @@ impl Handler<Subscribe> for BashSupervisor {
         let id = self.next_subscriber;
         self.next_subscriber += 1;
         self.subscribers.insert(id, msg.subscriber);
-        let backlog = if msg.resend_all { self.index.all() } else { Vec::new() };
+        let backlog = if msg.resend_all {
+            self.index.all()
+        } else {
+            Vec::new()
+        };
         MessageResult(Subscription { id, backlog })
     }
 }
@@ -315,9 +385,12 @@ impl Handler<Shutdown> for BashSupervisor {
             addr.do_send(KillCommand);
         }
         // Not atomic: the commands' last `RecordOutput`s must still be handled meanwhile.
+        let pending = self.pending_writes.clone();
         let wait = async move {
             let deadline = Instant::now() + SHUTDOWN_GRACE;
-            while commands.iter().any(Addr::connected) && Instant::now() < deadline {
+            while (commands.iter().any(Addr::connected) || pending.load(Ordering::SeqCst) > 0)
+                && Instant::now() < deadline
+            {
                 tokio::time::sleep(SHUTDOWN_POLL).await;
             }
         };
@@ -372,8 +445,17 @@ mod tests {
         let sup = BashSupervisor::new(dir.path().to_path_buf(), Vec::new(), 4).start();
         let got = Arc::new(Mutex::new(Vec::new()));
         let (release, rx) = oneshot::channel();
-        let stalled = Stalled { got: got.clone(), release: Some(rx) }.start();
-        sup.send(Subscribe { subscriber: stalled.recipient(), resend_all: false }).await.unwrap();
+        let stalled = Stalled {
+            got: got.clone(),
+            release: Some(rx),
+        }
+        .start();
+        sup.send(Subscribe {
+            subscriber: stalled.recipient(),
+            resend_all: false,
+        })
+        .await
+        .unwrap();
         let command = Uuid::new_v4();
         let mut frames = Vec::new();
         for order in 0..20 {
@@ -387,7 +469,12 @@ mod tests {
         release.send(()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if got.lock().unwrap().last().is_some_and(|m| matches!(m, BashFeed::Lagged)) {
+            if got
+                .lock()
+                .unwrap()
+                .last()
+                .is_some_and(|m| matches!(m, BashFeed::Lagged))
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "no Lagged notice");

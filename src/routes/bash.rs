@@ -5,9 +5,9 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use serde_json::{Value, json};
 
-use crate::bash::BashHandle;
 use crate::bash::model::{EventKind, ExecuteBashRequest, cleared_body, parse_query_datetime};
 use crate::bash::store::{BashQuery, SortOrder};
+use crate::bash::{BashHandle, JsonPayload};
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs};
 use crate::loc;
@@ -20,31 +20,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/bash/bash_events/", web::get().to(batch_get))
         .route("/api/bash/bash_events/{event_id}", web::get().to(get_event))
         .route("/api/bash/bash_events", web::delete().to(clear))
-        .route("/api/bash/start_bash_command", web::post().to(start_bash_command))
-        .route("/api/bash/execute_bash_command", web::post().to(execute_bash_command))
-        .route("/sockets/bash-events", web::get().to(crate::ws::bash_events::connect));
+        .route(
+            "/api/bash/start_bash_command",
+            web::post().to(start_bash_command),
+        )
+        .route(
+            "/api/bash/execute_bash_command",
+            web::post().to(execute_bash_command),
+        )
+        .route(
+            "/sockets/bash-events",
+            web::get().to(crate::ws::bash_events::connect),
+        );
 }
 
 fn json_body(body: bytes::Bytes) -> HttpResponse {
-    HttpResponse::Ok().insert_header(ContentType::json()).body(body)
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(body)
 }
 
-async fn start_bash_command(bash: web::Data<BashHandle>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn start_bash_command(
+    bash: web::Data<BashHandle>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let request = ExecuteBashRequest::from_json(&body.0)?;
     Ok(HttpResponse::Ok().json(bash.start_command(request).await?))
 }
 
-async fn execute_bash_command(bash: web::Data<BashHandle>, body: JsonBody) -> Result<HttpResponse, ApiError> {
+async fn execute_bash_command(
+    bash: web::Data<BashHandle>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let request = ExecuteBashRequest::from_json(&body.0)?;
     Ok(HttpResponse::Ok().json(bash.execute(request).await?))
 }
 
 async fn search(bash: web::Data<BashHandle>, query: QueryPairs) -> Result<HttpResponse, ApiError> {
     let q = search_query(&query)?;
-    Ok(json_body(bash.search(q).await?))
+    Ok(match bash.search(q).await? {
+        JsonPayload::Whole(body) => json_body(body),
+        JsonPayload::Streamed(stream) => HttpResponse::Ok()
+            .insert_header(ContentType::json())
+            .streaming(stream),
+    })
 }
 
-async fn get_event(bash: web::Data<BashHandle>, event_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_event(
+    bash: web::Data<BashHandle>,
+    event_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     match bash.get(event_id.into_inner()).await? {
         Some(body) => Ok(json_body(body.into_bytes())),
         None => Err(ApiError::not_found()),
@@ -66,7 +91,11 @@ async fn batch_get(bash: web::Data<BashHandle>, body: JsonBody) -> Result<HttpRe
                     .with_ctx(json!({"field_type": "List", "max_length": MAX_BATCH_IDS, "actual_length": items.len()})),
                 );
             }
-            items.iter().enumerate().filter_map(|(i, v)| c.string(v, loc!["body", i])).collect()
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| c.string(v, loc!["body", i]))
+                .collect()
         }
         None => Vec::new(),
     };
@@ -83,15 +112,28 @@ fn search_query(q: &QueryPairs) -> Result<BashQuery, ApiError> {
     let mut c = Checker::new();
     let kind = q
         .get("kind__eq")
-        .and_then(|raw| c.literal(&Value::from(raw), loc!["query", "kind__eq"], &["BashCommand", "BashOutput"]))
+        .and_then(|raw| {
+            c.literal(
+                &Value::from(raw),
+                loc!["query", "kind__eq"],
+                &["BashCommand", "BashOutput"],
+            )
+        })
         .and_then(|k| EventKind::parse(&k));
-    let command_id = q.get("command_id__eq").and_then(|raw| c.uuid(&Value::from(raw), loc!["query", "command_id__eq"]));
+    let command_id = q
+        .get("command_id__eq")
+        .and_then(|raw| c.uuid(&Value::from(raw), loc!["query", "command_id__eq"]));
     let mut datetime = |name: &str| {
         let raw = q.get(name)?;
         match parse_query_datetime(raw) {
             Ok(t) => Some(t),
             Err(msg) => {
-                c.push(ValidationItem::new("datetime_from_date_parsing", loc!["query", name], msg, Value::from(raw)));
+                c.push(ValidationItem::new(
+                    "datetime_from_date_parsing",
+                    loc!["query", name],
+                    msg,
+                    Value::from(raw),
+                ));
                 None
             }
         }
@@ -100,7 +142,14 @@ fn search_query(q: &QueryPairs) -> Result<BashQuery, ApiError> {
     let timestamp_lt = datetime("timestamp__lt");
     let sort_order = match q.get("sort_order") {
         None => SortOrder::Timestamp,
-        Some(raw) => match c.enumeration(raw, loc!["query", "sort_order"], &["TIMESTAMP", "TIMESTAMP_DESC"]).as_deref() {
+        Some(raw) => match c
+            .enumeration(
+                raw,
+                loc!["query", "sort_order"],
+                &["TIMESTAMP", "TIMESTAMP_DESC"],
+            )
+            .as_deref()
+        {
             Some("TIMESTAMP_DESC") => SortOrder::TimestampDesc,
             _ => SortOrder::Timestamp,
         },

@@ -53,7 +53,11 @@ pub async fn connect(
             None => return Ok(HttpResponse::Forbidden().finish()),
         },
     };
-    ws::start(BashEventsSession::new(bash.get_ref().clone(), resend_all), &req, stream)
+    ws::start(
+        BashEventsSession::new(bash.get_ref().clone(), resend_all),
+        &req,
+        stream,
+    )
 }
 
 /// One bash-events socket.
@@ -67,7 +71,12 @@ pub struct BashEventsSession {
 
 impl BashEventsSession {
     pub fn new(bash: BashHandle, resend_all: bool) -> Self {
-        BashEventsSession { bash, resend_all, subscription: None, last_heard: Instant::now() }
+        BashEventsSession {
+            bash,
+            resend_all,
+            subscription: None,
+            last_heard: Instant::now(),
+        }
     }
 
     /// Sends the recorded events batch by batch. Each batch is a `wait`, so live events stay in
@@ -117,7 +126,10 @@ impl Actor for BashEventsSession {
             }
             Err(e) => {
                 log::error!("bash socket: cannot subscribe: {e}");
-                ctx.close(Some(CloseReason { code: CloseCode::Error, description: None }));
+                ctx.close(Some(CloseReason {
+                    code: CloseCode::Error,
+                    description: None,
+                }));
                 ctx.stop();
             }
         }));
@@ -140,8 +152,12 @@ impl Handler<BashFeed> for BashEventsSession {
             BashFeed::Lagged => {
                 // The supervisor already forgot this subscriber.
                 self.subscription = None;
-                let description = Some("too slow: events were dropped, reconnect with resend_all".to_string());
-                ctx.close(Some(CloseReason { code: CloseCode::Again, description }));
+                let description =
+                    Some("too slow: events were dropped, reconnect with resend_all".to_string());
+                ctx.close(Some(CloseReason {
+                    code: CloseCode::Again,
+                    description,
+                }));
                 ctx.stop();
             }
         }
@@ -182,7 +198,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for BashEventsSession
                 ctx.close(reason);
                 ctx.stop();
             }
-            ws::Message::Binary(_) | ws::Message::Pong(_) | ws::Message::Continuation(_) | ws::Message::Nop => {}
+            ws::Message::Binary(_)
+            | ws::Message::Pong(_)
+            | ws::Message::Continuation(_)
+            | ws::Message::Nop => {}
         }
     }
 }
