@@ -32,6 +32,9 @@ use supervisor::{
     Subscribe, Subscription, Unsubscribe,
 };
 
+/// Events read per blocking task when a search page is streamed (about 4 MiB of large outputs).
+const STREAM_BATCH: usize = 4;
+
 /// A JSON response body: built whole, or streamed piece by piece.
 pub enum JsonPayload {
     Whole(Bytes),
@@ -122,36 +125,42 @@ impl BashHandle {
             return Ok(JsonPayload::Whole(out.freeze()));
         }
         let dir = self.dir.clone();
-        let items = page.items.into_iter();
+        let items: std::collections::VecDeque<Arc<Entry>> = page.items.into();
         // State: the entries left, whether one was written, and the tail (taken at the end).
+        // Each step reads up to STREAM_BATCH events in one blocking task and yields them as one
+        // piece.
         let stream = futures_util::stream::unfold(
             (items, false, Some(tail)),
             move |(mut items, wrote, tail)| {
                 let dir = dir.clone();
                 async move {
-                    for entry in items.by_ref() {
-                        let body = match entry.body.clone() {
-                            Some(b) => Some(b),
-                            None => {
-                                let dir = dir.clone();
-                                tokio::task::spawn_blocking(move || {
-                                    store::read_compact(&dir, &entry.key.name)
-                                })
-                                .await
-                                .ok()
-                                .flatten()
-                            }
-                        };
-                        // An event whose file vanished (cleared meanwhile) is left out.
-                        let Some(body) = body else { continue };
-                        let mut chunk = BytesMut::with_capacity(body.len() + 1);
-                        if wrote {
-                            chunk.put_u8(b',');
-                        }
-                        chunk.put_slice(body.as_bytes());
-                        return Some((Ok(chunk.freeze()), (items, true, tail)));
+                    if items.is_empty() {
+                        return tail.map(|t| (Ok(t), (items, wrote, None)));
                     }
-                    tail.map(|t| (Ok(t), (items, wrote, None)))
+                    let batch: Vec<Arc<Entry>> =
+                        items.drain(..items.len().min(STREAM_BATCH)).collect();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let mut wrote = wrote;
+                        let mut piece = BytesMut::new();
+                        for entry in batch {
+                            let body = entry
+                                .body
+                                .clone()
+                                .or_else(|| store::read_compact(&dir, &entry.key.name));
+                            // An event whose file vanished (cleared meanwhile) is left out.
+                            let Some(body) = body else { continue };
+                            if wrote {
+                                piece.put_u8(b',');
+                            }
+                            piece.put_slice(body.as_bytes());
+                            wrote = true;
+                        }
+                        (piece.freeze(), wrote)
+                    });
+                    match read.await {
+                        Ok((piece, wrote)) => Some((Ok(piece), (items, wrote, tail))),
+                        Err(e) => Some((Err(std::io::Error::other(e)), (items, wrote, None))),
+                    }
                 }
             },
         );

@@ -29,7 +29,7 @@ use crate::loc;
 /// Frames queued for one socket before it counts as too slow and is dropped.
 pub const SESSION_QUEUE: usize = 64;
 /// Recorded events loaded per step of a `resend_all` replay.
-const REPLAY_BATCH: usize = 32;
+const REPLAY_BATCH: usize = 8;
 /// How often the server pings the client.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// A client silent for this long (no frame, no pong) is disconnected.
