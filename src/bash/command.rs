@@ -7,9 +7,11 @@
 //!
 //! Why stdout on a PTY but stderr on a pipe: the reference reports stdout and stderr separately
 //! (its goldens hold `"stdout": "out\n", "stderr": "err\n"` for one command), which a single PTY
-//! cannot do; the PTY keeps programs line-buffered and gives them a controlling terminal.
-//! Output post-processing is off (no `\r\n`), stdin is `/dev/null` (nothing waits for input),
-//! and `TERM=dumb`, `PAGER=cat`, `GIT_PAGER=cat` keep colours and pagers away.
+//! cannot do; the PTY keeps programs line-buffered, so output streams as it is printed.
+//! Output post-processing is off (no `\r\n`), stdin is `/dev/null` and the PTY is not a
+//! controlling terminal (nothing waits for input), and `TERM=dumb`, `PAGER=cat`, `GIT_PAGER=cat`
+//! keep colours and pagers away. Known difference from the reference's pipes: tools that format
+//! for terminals do so (`ls` prints columns).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
