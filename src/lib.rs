@@ -18,11 +18,15 @@
 //!   LLM schemas, argument validation and per-conversation execution.
 //! - [`agent`]: pure cores of the agent loop (system prompt, events → LLM messages, reply → events,
 //!   confirmation, stuck detection, condensation, title / ask-agent) and a one-step driver.
+//! - [`bash`]: background shell commands: the `BashSupervisor` (event log, fan-out) and one
+//!   `BashCommandActor` per command (PTY, process group), behind [`bash::BashHandle`].
+//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`).
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
 pub mod agent;
+pub mod bash;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -33,6 +37,7 @@ pub mod sidecar;
 pub mod state;
 pub mod tools;
 pub mod workspace;
+pub mod ws;
 
 use std::net::TcpListener;
 
@@ -55,6 +60,8 @@ pub struct Services {
     pub vscode: web::Data<VscodeHandle>,
     /// The VNC desktop supervisor (absent inside when disabled).
     pub desktop: web::Data<DesktopHandle>,
+    /// The bash service (background commands and their events).
+    pub bash: web::Data<bash::BashHandle>,
 }
 
 impl Services {
@@ -65,11 +72,17 @@ impl Services {
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let vscode = web::Data::new(VscodeHandle::start(&config));
         let desktop = web::Data::new(DesktopHandle::start(&config));
+        let bash = bash::BashHandle::start(
+            config.bash_events_dir.clone(),
+            config.max_concurrent_bash_commands,
+        )
+        .await?;
         Ok(Services {
             config: web::Data::new(config),
             activity: web::Data::new(Activity::default()),
             vscode,
             desktop,
+            bash: web::Data::new(bash),
         })
     }
 
@@ -77,6 +90,8 @@ impl Services {
     pub async fn shutdown(&self) {
         self.vscode.shutdown().await;
         self.desktop.shutdown().await;
+        // Commands: kill every process group, reap, record the last events.
+        self.bash.shutdown().await;
     }
 }
 
@@ -97,6 +112,7 @@ pub fn build_app(
         .app_data(services.activity.clone())
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
+        .app_data(services.bash.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .app_data(http::extractor_errors::json_config(
             services.config.max_body_bytes,

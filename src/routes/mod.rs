@@ -1,6 +1,7 @@
 //! HTTP routes, one file per resource. Each file has a `configure` that registers exactly the
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
+pub mod bash;
 pub mod desktop;
 pub mod files;
 pub mod git;
@@ -18,4 +19,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     git::configure(cfg);
     vscode::configure(cfg);
     desktop::configure(cfg);
+    bash::configure(cfg);
 }

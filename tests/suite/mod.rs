@@ -1,5 +1,6 @@
 //! Integration tests, one module per area.
 
+mod bash;
 mod files;
 mod foundation;
 mod process;
