@@ -9,6 +9,8 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
+//! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -17,8 +19,10 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod logging;
+pub mod model;
 pub mod routes;
 pub mod state;
+pub mod store;
 
 use std::net::TcpListener;
 
