@@ -103,38 +103,55 @@ impl Config {
     }
 
     /// Same as [`Config::load`] with an explicit environment (used by tests).
-    pub fn load_from(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-        let defaults = serde_json::to_string(&Config::default()).map_err(|e| ConfigError(e.to_string()))?;
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let defaults =
+            serde_json::to_string(&Config::default()).map_err(|e| ConfigError(e.to_string()))?;
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(&defaults, config::FileFormat::Json));
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(ConfigError(format!("--config: file not found: {}", path.display())));
+                return Err(ConfigError(format!(
+                    "--config: file not found: {}",
+                    path.display()
+                )));
             }
             builder = builder.add_source(config::File::from(path));
         }
         let from_env = Value::Object(env_overrides(env)?).to_string();
         builder = builder.add_source(config::File::from_str(&from_env, config::FileFormat::Json));
         let merged = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-        let cfg: Config = merged.try_deserialize().map_err(|e| ConfigError(e.to_string()))?;
+        let cfg: Config = merged
+            .try_deserialize()
+            .map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.vscode_port == 0 {
-            return Err(ConfigError("OH_VSCODE_PORT: must be between 1 and 65535".into()));
+            return Err(ConfigError(
+                "OH_VSCODE_PORT: must be between 1 and 65535".into(),
+            ));
         }
         for (i, w) in self.webhooks.iter().enumerate() {
             if w.event_buffer_size < 1 {
-                return Err(ConfigError(format!("OH_WEBHOOKS_{i}_EVENT_BUFFER_SIZE: must be >= 1")));
+                return Err(ConfigError(format!(
+                    "OH_WEBHOOKS_{i}_EVENT_BUFFER_SIZE: must be >= 1"
+                )));
             }
             if w.flush_delay.is_nan() || w.flush_delay <= 0.0 {
-                return Err(ConfigError(format!("OH_WEBHOOKS_{i}_FLUSH_DELAY: must be > 0")));
+                return Err(ConfigError(format!(
+                    "OH_WEBHOOKS_{i}_FLUSH_DELAY: must be > 0"
+                )));
             }
         }
         if self.max_concurrent_bash_commands == 0 {
-            return Err(ConfigError("OH_MAX_CONCURRENT_BASH_COMMANDS: must be >= 1".into()));
+            return Err(ConfigError(
+                "OH_MAX_CONCURRENT_BASH_COMMANDS: must be >= 1".into(),
+            ));
         }
         Ok(())
     }
@@ -211,7 +228,8 @@ fn parse_float(var: &str, raw: &str) -> Result<Value, ConfigError> {
 }
 
 fn is_none(env: &HashMap<String, String>, var: &str) -> bool {
-    env.get(&format!("{var}_IS_NONE")).is_some_and(|v| parse_bool(v))
+    env.get(&format!("{var}_IS_NONE"))
+        .is_some_and(|v| parse_bool(v))
 }
 
 /// Reads a list: `VAR` as a JSON array (or a count), then indexed `VAR_i` until the first gap.
@@ -232,7 +250,11 @@ fn parse_list(
         match serde_json::from_str::<Value>(raw) {
             Ok(Value::Array(a)) => items = a,
             Ok(Value::Number(n)) if n.as_u64().is_some() => count = n.as_u64().map(|n| n as usize),
-            _ => return Err(ConfigError(format!("{var}: expected a JSON array, got {raw:?}"))),
+            _ => {
+                return Err(ConfigError(format!(
+                    "{var}: expected a JSON array, got {raw:?}"
+                )));
+            }
         }
     }
     let mut i = 0usize;
@@ -259,7 +281,11 @@ fn parse_list(
     Ok(touched.then_some(Value::Array(items)))
 }
 
-fn webhook_item(env: &HashMap<String, String>, var: &str, base: Option<&Value>) -> Result<Option<Value>, ConfigError> {
+fn webhook_item(
+    env: &HashMap<String, String>,
+    var: &str,
+    base: Option<&Value>,
+) -> Result<Option<Value>, ConfigError> {
     let mut obj = match base {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
@@ -269,10 +295,21 @@ fn webhook_item(env: &HashMap<String, String>, var: &str, base: Option<&Value>) 
         touched = true;
         match serde_json::from_str::<Value>(raw) {
             Ok(Value::Object(m)) => obj.extend(m),
-            _ => return Err(ConfigError(format!("{var}: expected a JSON object, got {raw:?}"))),
+            _ => {
+                return Err(ConfigError(format!(
+                    "{var}: expected a JSON object, got {raw:?}"
+                )));
+            }
         }
     }
-    for field in ["base_url", "headers", "event_buffer_size", "flush_delay", "num_retries", "retry_delay"] {
+    for field in [
+        "base_url",
+        "headers",
+        "event_buffer_size",
+        "flush_delay",
+        "num_retries",
+        "retry_delay",
+    ] {
         let fvar = format!("{var}_{}", field.to_ascii_uppercase());
         let Some(raw) = env.get(&fvar) else { continue };
         touched = true;
@@ -280,7 +317,11 @@ fn webhook_item(env: &HashMap<String, String>, var: &str, base: Option<&Value>) 
             "base_url" => Value::String(raw.clone()),
             "headers" => match serde_json::from_str::<Value>(raw) {
                 Ok(v @ Value::Object(_)) => v,
-                _ => return Err(ConfigError(format!("{fvar}: expected a JSON object, got {raw:?}"))),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{fvar}: expected a JSON object, got {raw:?}"
+                    )));
+                }
             },
             "flush_delay" => parse_float(&fvar, raw)?,
             _ => parse_int(&fvar, raw)?,
@@ -291,7 +332,9 @@ fn webhook_item(env: &HashMap<String, String>, var: &str, base: Option<&Value>) 
         return Ok(None);
     }
     if !obj.contains_key("base_url") {
-        return Err(ConfigError(format!("{var}_BASE_URL: a webhook needs a base_url")));
+        return Err(ConfigError(format!(
+            "{var}_BASE_URL: a webhook needs a base_url"
+        )));
     }
     Ok(Some(Value::Object(obj)))
 }
@@ -301,7 +344,11 @@ fn env_overrides(env: &HashMap<String, String>) -> Result<Map<String, Value>, Co
     let base = match env.get("OH") {
         Some(raw) => match serde_json::from_str::<Value>(raw) {
             Ok(Value::Object(m)) => m,
-            _ => return Err(ConfigError(format!("OH: expected a JSON object, got {raw:?}"))),
+            _ => {
+                return Err(ConfigError(format!(
+                    "OH: expected a JSON object, got {raw:?}"
+                )));
+            }
         },
         None => Map::new(),
     };
@@ -323,7 +370,9 @@ fn env_overrides(env: &HashMap<String, String>) -> Result<Map<String, Value>, Co
                 Ok(env.get(item_var).map(|v| Value::String(v.clone())))
             })?,
             FieldKind::Webhooks => {
-                parse_list(env, &var, base.get(*field), |item_var, existing| webhook_item(env, item_var, existing))?
+                parse_list(env, &var, base.get(*field), |item_var, existing| {
+                    webhook_item(env, item_var, existing)
+                })?
             }
         };
         if let Some(v) = value {
@@ -333,7 +382,9 @@ fn env_overrides(env: &HashMap<String, String>) -> Result<Map<String, Value>, Co
     // Legacy single key: it is the key list only when no OH_SESSION_API_KEYS* is set, and it is
     // the default secret key either way.
     if let Some(legacy) = env.get("SESSION_API_KEY").filter(|v| !v.is_empty()) {
-        let has_keys_var = env.keys().any(|k| k == "OH_SESSION_API_KEYS" || k.starts_with("OH_SESSION_API_KEYS_"))
+        let has_keys_var = env
+            .keys()
+            .any(|k| k == "OH_SESSION_API_KEYS" || k.starts_with("OH_SESSION_API_KEYS_"))
             || base.contains_key("session_api_keys");
         if !has_keys_var {
             out.insert("session_api_keys".into(), json!([legacy]));
@@ -344,7 +395,10 @@ fn env_overrides(env: &HashMap<String, String>) -> Result<Map<String, Value>, Co
     }
     if let Some(raw) = env.get("DEBUG") {
         let v = raw.trim().to_ascii_lowercase();
-        out.insert("debug".into(), Value::Bool(v == "1" || v == "true" || v == "yes"));
+        out.insert(
+            "debug".into(),
+            Value::Bool(v == "1" || v == "true" || v == "yes"),
+        );
     }
     Ok(out)
 }
@@ -354,19 +408,29 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_without_environment() {
-        assert_eq!(Config::load_from(None, &env(&[])).unwrap(), Config::default());
+        assert_eq!(
+            Config::load_from(None, &env(&[])).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
     fn indexed_keys_stop_at_first_gap() {
         let c = Config::load_from(
             None,
-            &env(&[("OH_SESSION_API_KEYS_0", "a"), ("OH_SESSION_API_KEYS_1", "b"), ("OH_SESSION_API_KEYS_3", "d")]),
+            &env(&[
+                ("OH_SESSION_API_KEYS_0", "a"),
+                ("OH_SESSION_API_KEYS_1", "b"),
+                ("OH_SESSION_API_KEYS_3", "d"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.session_api_keys, vec!["a", "b"]);
@@ -376,7 +440,8 @@ mod tests {
     fn json_list_and_plain_string_error() {
         let c = Config::load_from(None, &env(&[("OH_SESSION_API_KEYS", r#"["x","y"]"#)])).unwrap();
         assert_eq!(c.session_api_keys, vec!["x", "y"]);
-        let e = Config::load_from(None, &env(&[("OH_SESSION_API_KEYS", "plainstring")])).unwrap_err();
+        let e =
+            Config::load_from(None, &env(&[("OH_SESSION_API_KEYS", "plainstring")])).unwrap_err();
         assert!(e.to_string().contains("OH_SESSION_API_KEYS"), "{e}");
     }
 
@@ -385,7 +450,11 @@ mod tests {
         let c = Config::load_from(None, &env(&[("SESSION_API_KEY", "k")])).unwrap();
         assert_eq!(c.session_api_keys, vec!["k"]);
         assert_eq!(c.secret_key.as_deref(), Some("k"));
-        let c = Config::load_from(None, &env(&[("SESSION_API_KEY", "k"), ("OH_SESSION_API_KEYS_0", "n")])).unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[("SESSION_API_KEY", "k"), ("OH_SESSION_API_KEYS_0", "n")]),
+        )
+        .unwrap();
         assert_eq!(c.session_api_keys, vec!["n"]);
         assert_eq!(c.secret_key.as_deref(), Some("k"));
     }

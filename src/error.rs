@@ -31,7 +31,13 @@ pub struct ValidationItem {
 
 impl ValidationItem {
     pub fn new(kind: &str, loc: Vec<Value>, msg: impl Into<String>, input: Value) -> Self {
-        ValidationItem { kind: kind.to_string(), loc, msg: msg.into(), input, ctx: None }
+        ValidationItem {
+            kind: kind.to_string(),
+            loc,
+            msg: msg.into(),
+            input,
+            ctx: None,
+        }
     }
 
     pub fn with_ctx(mut self, ctx: Value) -> Self {
@@ -56,7 +62,10 @@ pub enum ApiError {
     Redirect { location: String },
     /// 5xx: `{"detail":"Internal Server Error","exception": <exception>}`.
     #[error("{status}: {exception}")]
-    Server { status: StatusCode, exception: String },
+    Server {
+        status: StatusCode,
+        exception: String,
+    },
 }
 
 impl ApiError {
@@ -70,15 +79,24 @@ impl ApiError {
         Self::client(StatusCode::UNAUTHORIZED, "Unauthorized")
     }
     pub fn client(status: StatusCode, detail: impl Into<String>) -> Self {
-        ApiError::Client { status, detail: detail.into() }
+        ApiError::Client {
+            status,
+            detail: detail.into(),
+        }
     }
     /// An unhandled error: 500 whose `exception` is the given text.
     pub fn internal(exception: impl Into<String>) -> Self {
-        ApiError::Server { status: StatusCode::INTERNAL_SERVER_ERROR, exception: exception.into() }
+        ApiError::Server {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            exception: exception.into(),
+        }
     }
     /// An HTTPException with a 5xx status: `exception` reads `"<code>: <detail>"`.
     pub fn http_5xx(status: StatusCode, detail: &str) -> Self {
-        ApiError::Server { status, exception: format!("{}: {}", status.as_u16(), detail) }
+        ApiError::Server {
+            status,
+            exception: format!("{}: {}", status.as_u16(), detail),
+        }
     }
     pub fn validation(item: ValidationItem) -> Self {
         ApiError::Validation(vec![item])
@@ -142,15 +160,29 @@ mod tests {
 
     #[actix_rt::test]
     async fn shapes() {
-        assert_eq!(body_of(ApiError::not_found()).await, (404, json!({"detail":"Not Found"})));
+        assert_eq!(
+            body_of(ApiError::not_found()).await,
+            (404, json!({"detail":"Not Found"}))
+        );
         assert_eq!(
             body_of(ApiError::http_5xx(StatusCode::SERVICE_UNAVAILABLE, "x")).await,
-            (503, json!({"detail":"Internal Server Error","exception":"503: x"}))
+            (
+                503,
+                json!({"detail":"Internal Server Error","exception":"503: x"})
+            )
         );
-        let item = ValidationItem::new("missing", vec![json!("body")], "Field required", Value::Null);
+        let item = ValidationItem::new(
+            "missing",
+            vec![json!("body")],
+            "Field required",
+            Value::Null,
+        );
         assert_eq!(
             body_of(ApiError::validation(item)).await,
-            (422, json!({"detail":[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]}))
+            (
+                422,
+                json!({"detail":[{"type":"missing","loc":["body"],"msg":"Field required","input":null}]})
+            )
         );
     }
 }

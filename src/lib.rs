@@ -9,6 +9,8 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`conversation`]: the conversation registry and conversation actors (event log, state,
+//!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //!
@@ -16,6 +18,7 @@
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod http;
 pub mod logging;
@@ -39,6 +42,8 @@ use crate::state::Activity;
 pub struct Services {
     pub config: web::Data<Config>,
     pub activity: web::Data<Activity>,
+    /// The conversation registry (conversations, events, subscriptions).
+    pub conversations: web::Data<conversation::RegistryHandle>,
 }
 
 impl Services {
@@ -47,11 +52,24 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
-        Ok(Services { config: web::Data::new(config), activity: web::Data::new(Activity::default()) })
+        let activity = web::Data::new(Activity::default());
+        let conversations = conversation::RegistryHandle::start(
+            config.conversations_path.clone(),
+            config.secret_key.as_deref(),
+            activity.clone().into_inner(),
+        )
+        .await;
+        Ok(Services {
+            config: web::Data::new(config),
+            activity,
+            conversations: web::Data::new(conversations),
+        })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
-    pub async fn shutdown(&self) {}
+    pub async fn shutdown(&self) {
+        self.conversations.shutdown().await;
+    }
 }
 
 /// The application: the gate middleware, app data and every route. Used by `main` and the tests.
@@ -69,6 +87,7 @@ pub fn build_app(
     App::new()
         .app_data(services.config.clone())
         .app_data(services.activity.clone())
+        .app_data(services.conversations.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .configure(routes::configure)
         .wrap(from_fn(http::gate))

@@ -13,13 +13,15 @@ pub fn json_enabled() -> bool {
 
 /// Installs the global logger once; later calls are no-ops (tests start many servers).
 pub fn init(debug: bool) {
-    let json = std::env::var("LOG_JSON").is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    let json = std::env::var("LOG_JSON")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
     JSON.store(json, Ordering::Relaxed);
     let default_level = std::env::var("LOG_LEVEL")
         .ok()
         .map(|l| l.to_ascii_lowercase())
         .unwrap_or_else(|| if debug { "debug".into() } else { "info".into() });
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
+    let mut b =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level));
     if json {
         b.format(|buf, record| {
             let line = serde_json::json!({

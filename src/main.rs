@@ -11,7 +11,11 @@ use agent_server::config::Config;
 
 /// Command line, as the reference's plus `--config`.
 #[derive(Debug, Parser)]
-#[command(name = "agent-server", version, about = "OpenHands-compatible agent server")]
+#[command(
+    name = "agent-server",
+    version,
+    about = "OpenHands-compatible agent server"
+)]
 struct Cli {
     /// Address to bind.
     #[arg(long, default_value = "0.0.0.0")]
@@ -36,7 +40,9 @@ async fn main() -> std::process::ExitCode {
     };
     agent_server::logging::init(config.debug);
     if config.secret_key.is_none() {
-        log::warn!("OH_SECRET_KEY is not set: secrets will be redacted in persisted conversation files");
+        log::warn!(
+            "OH_SECRET_KEY is not set: secrets will be redacted in persisted conversation files"
+        );
     }
     let services = match Services::start(config).await {
         Ok(s) => s,
@@ -52,7 +58,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    log::info!("Starting OpenHands-compatible agent server on {}:{}", cli.host, cli.port);
+    log::info!(
+        "Starting OpenHands-compatible agent server on {}:{}",
+        cli.host,
+        cli.port
+    );
     let server = match agent_server::start_server(services.clone(), listener) {
         Ok(s) => s,
         Err(e) => {

@@ -15,7 +15,10 @@ pub struct Activity {
 impl Default for Activity {
     fn default() -> Self {
         let now = Instant::now();
-        Activity { started: now, last: Mutex::new(now) }
+        Activity {
+            started: now,
+            last: Mutex::new(now),
+        }
     }
 }
 
@@ -37,6 +40,9 @@ impl Activity {
 
     /// Whole seconds since the last event (or start).
     pub fn idle_time(&self) -> f64 {
-        self.last.lock().map(|l| l.elapsed().as_secs() as f64).unwrap_or(0.0)
+        self.last
+            .lock()
+            .map(|l| l.elapsed().as_secs() as f64)
+            .unwrap_or(0.0)
     }
 }

@@ -36,14 +36,29 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/conversations/{conversation_id}/run"),
     ("POST", "/api/conversations/{conversation_id}/pause"),
     ("POST", "/api/conversations/{conversation_id}/secrets"),
-    ("POST", "/api/conversations/{conversation_id}/confirmation_policy"),
-    ("POST", "/api/conversations/{conversation_id}/security_analyzer"),
-    ("POST", "/api/conversations/{conversation_id}/generate_title"),
+    (
+        "POST",
+        "/api/conversations/{conversation_id}/confirmation_policy",
+    ),
+    (
+        "POST",
+        "/api/conversations/{conversation_id}/security_analyzer",
+    ),
+    (
+        "POST",
+        "/api/conversations/{conversation_id}/generate_title",
+    ),
     ("POST", "/api/conversations/{conversation_id}/ask_agent"),
     ("GET", "/api/conversations/{conversation_id}/events/search"),
     ("GET", "/api/conversations/{conversation_id}/events/count"),
-    ("POST", "/api/conversations/{conversation_id}/events/respond_to_confirmation"),
-    ("GET", "/api/conversations/{conversation_id}/events/{event_id}"),
+    (
+        "POST",
+        "/api/conversations/{conversation_id}/events/respond_to_confirmation",
+    ),
+    (
+        "GET",
+        "/api/conversations/{conversation_id}/events/{event_id}",
+    ),
     ("GET", "/api/conversations/{conversation_id}/events"),
     ("POST", "/api/conversations/{conversation_id}/events"),
     ("GET", "/api/tools/"),
@@ -127,15 +142,24 @@ fn origin_allowed(cfg: &Config, origin: &str) -> bool {
     if cfg.allow_cors_origins.is_empty() {
         let host = origin.split("://").nth(1).unwrap_or("");
         let host = host.split('/').next().unwrap_or("");
-        let host = if host.starts_with('[') { host } else { host.split(':').next().unwrap_or("") };
+        let host = if host.starts_with('[') {
+            host
+        } else {
+            host.split(':').next().unwrap_or("")
+        };
         return host == "localhost" || host == "127.0.0.1";
     }
-    cfg.allow_cors_origins.iter().any(|o| o == "*" || o == origin)
+    cfg.allow_cors_origins
+        .iter()
+        .any(|o| o == "*" || o == origin)
 }
 
 fn cors_headers(resp: &mut HttpResponse<impl MessageBody>, origin: Option<&str>, allowed: bool) {
     let h = resp.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
     if let (Some(o), true) = (origin, allowed) {
         if let Ok(v) = HeaderValue::from_str(o) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -145,10 +169,17 @@ fn cors_headers(resp: &mut HttpResponse<impl MessageBody>, origin: Option<&str>,
 }
 
 fn preflight(req: &ServiceRequest, allowed: bool, origin: &str) -> HttpResponse {
-    let mut b = if allowed { HttpResponse::Ok() } else { HttpResponse::BadRequest() };
+    let mut b = if allowed {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::BadRequest()
+    };
     b.content_type("text/plain; charset=utf-8");
     b.insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"));
-    b.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"));
+    b.insert_header((
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT",
+    ));
     b.insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
     b.insert_header((header::VARY, "Origin"));
     if let Some(h) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
@@ -164,12 +195,19 @@ fn preflight(req: &ServiceRequest, allowed: bool, origin: &str) -> HttpResponse 
 
 /// The request gate, outermost middleware: access log, CORS, routing errors, authentication,
 /// activity tracking for `idle_time`.
-pub async fn gate(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+pub async fn gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
     let cfg = req.app_data::<web::Data<Config>>().cloned();
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let allowed = match (&cfg, &origin) {
         (Some(c), Some(o)) => origin_allowed(c, o),
         _ => false,
@@ -177,13 +215,17 @@ pub async fn gate(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -
 
     let early: Option<HttpResponse> = if method == Method::OPTIONS
         && origin.is_some()
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     {
         Some(preflight(&req, allowed, origin.as_deref().unwrap_or("")))
     } else {
         match match_route(&method, &path) {
             RouteMatch::Missing => Some(ApiError::not_found().error_response()),
-            RouteMatch::WrongMethod(allow) => Some(ApiError::MethodNotAllowed { allow }.error_response()),
+            RouteMatch::WrongMethod(allow) => {
+                Some(ApiError::MethodNotAllowed { allow }.error_response())
+            }
             RouteMatch::Redirect(to) => {
                 let info = req.connection_info();
                 let mut location = format!("{}://{}{}", info.scheme(), info.host(), to);
@@ -197,7 +239,11 @@ pub async fn gate(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -
                 let needs_key = path.starts_with("/api/");
                 match &cfg {
                     Some(c) if needs_key && !c.session_api_keys.is_empty() => {
-                        let given = req.headers().get("x-session-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+                        let given = req
+                            .headers()
+                            .get("x-session-api-key")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
                         if given.is_empty() || !key_matches(&c.session_api_keys, given) {
                             Some(ApiError::unauthorized().error_response())
                         } else {
@@ -254,13 +300,32 @@ mod tests {
 
     #[test]
     fn routing_table_answers() {
-        assert!(matches!(match_route(&Method::GET, "/health"), RouteMatch::Found));
-        assert!(matches!(match_route(&Method::PUT, "/health"), RouteMatch::WrongMethod(m) if m == vec!["GET"]));
-        assert!(matches!(match_route(&Method::GET, "/api/tools"), RouteMatch::Redirect(p) if p == "/api/tools/"));
-        assert!(matches!(match_route(&Method::GET, "/api/bash/bash_events"), RouteMatch::WrongMethod(_)));
-        assert!(matches!(match_route(&Method::GET, "/api/nope"), RouteMatch::Missing));
-        assert!(matches!(match_route(&Method::GET, "/api/file/download//etc/hostname"), RouteMatch::Found));
-        assert!(matches!(match_route(&Method::GET, "/api/conversations/x/events/y"), RouteMatch::Found));
+        assert!(matches!(
+            match_route(&Method::GET, "/health"),
+            RouteMatch::Found
+        ));
+        assert!(
+            matches!(match_route(&Method::PUT, "/health"), RouteMatch::WrongMethod(m) if m == vec!["GET"])
+        );
+        assert!(
+            matches!(match_route(&Method::GET, "/api/tools"), RouteMatch::Redirect(p) if p == "/api/tools/")
+        );
+        assert!(matches!(
+            match_route(&Method::GET, "/api/bash/bash_events"),
+            RouteMatch::WrongMethod(_)
+        ));
+        assert!(matches!(
+            match_route(&Method::GET, "/api/nope"),
+            RouteMatch::Missing
+        ));
+        assert!(matches!(
+            match_route(&Method::GET, "/api/file/download//etc/hostname"),
+            RouteMatch::Found
+        ));
+        assert!(matches!(
+            match_route(&Method::GET, "/api/conversations/x/events/y"),
+            RouteMatch::Found
+        ));
     }
 
     #[test]
@@ -272,7 +337,10 @@ mod tests {
         assert!(origin_allowed(&cfg, "http://localhost:3000"));
         assert!(origin_allowed(&cfg, "https://127.0.0.1"));
         assert!(!origin_allowed(&cfg, "http://evil.com"));
-        let cfg = Config { allow_cors_origins: vec!["http://a.b".into()], ..Config::default() };
+        let cfg = Config {
+            allow_cors_origins: vec!["http://a.b".into()],
+            ..Config::default()
+        };
         assert!(!origin_allowed(&cfg, "http://localhost:3000"));
         assert!(origin_allowed(&cfg, "http://a.b"));
     }

@@ -31,22 +31,36 @@ impl FromRequest for JsonBody {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<Config>>().map(|c| c.max_body_bytes).unwrap_or(64 << 20);
+        let limit = req
+            .app_data::<web::Data<Config>>()
+            .map(|c| c.max_body_bytes)
+            .unwrap_or(64 << 20);
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                ct == "application/json"
+                    || (ct.starts_with("application/") && ct.ends_with("+json"))
             });
         let mut payload = payload.take();
         Box::pin(async move {
             let mut buf = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::client(actix_web::http::StatusCode::BAD_REQUEST, e.to_string()))?;
+                let chunk = chunk.map_err(|e| {
+                    ApiError::client(actix_web::http::StatusCode::BAD_REQUEST, e.to_string())
+                })?;
                 if buf.len() + chunk.len() > limit {
-                    return Err(ApiError::client(actix_web::http::StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"));
+                    return Err(ApiError::client(
+                        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request body too large",
+                    ));
                 }
                 buf.extend_from_slice(&chunk);
             }
@@ -58,7 +72,12 @@ impl FromRequest for JsonBody {
 /// The decoding rules of [`JsonBody`], separated for unit tests.
 pub fn decode_body(bytes: &[u8], content_type_json: Option<bool>) -> Result<Value, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::validation(ValidationItem::new("missing", loc!["body"], "Field required", Value::Null)));
+        return Err(ApiError::validation(ValidationItem::new(
+            "missing",
+            loc!["body"],
+            "Field required",
+            Value::Null,
+        )));
     }
     if content_type_json == Some(false) {
         return Ok(Value::String(String::from_utf8_lossy(bytes).into_owned()));
@@ -71,8 +90,13 @@ pub fn decode_body(bytes: &[u8], content_type_json: Option<bool>) -> Result<Valu
             char_offset(&text, e.line(), e.column())
         };
         ApiError::validation(
-            ValidationItem::new("json_invalid", loc!["body", offset], "JSON decode error", json!({}))
-                .with_ctx(json!({ "error": python_json_error(&e) })),
+            ValidationItem::new(
+                "json_invalid",
+                loc!["body", offset],
+                "JSON decode error",
+                json!({}),
+            )
+            .with_ctx(json!({ "error": python_json_error(&e) })),
         )
     })
 }
@@ -110,18 +134,22 @@ pub struct QueryPairs(pub Vec<(String, String)>);
 
 impl QueryPairs {
     pub fn parse(query: &str) -> Self {
-        QueryPairs(
-            url_pairs(query)
-                .into_iter()
-                .collect(),
-        )
+        QueryPairs(url_pairs(query).into_iter().collect())
     }
     /// The last value given for `name` (Starlette keeps the last one).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -138,7 +166,9 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
 
 fn decode_component(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 impl FromRequest for QueryPairs {
@@ -166,7 +196,11 @@ impl Checker {
     }
 
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
     }
 
     /// The body must be an object (a model); anything else is `model_attributes_type`.
@@ -174,21 +208,40 @@ impl Checker {
         match v {
             Value::Object(m) => Some(m),
             other => {
-                let kind = if other.is_string() { "model_attributes_type" } else { "model_type" };
-                self.push(ValidationItem::new(kind, loc, "Input should be a valid dictionary or object to extract fields from", other.clone()));
+                let kind = if other.is_string() {
+                    "model_attributes_type"
+                } else {
+                    "model_type"
+                };
+                self.push(ValidationItem::new(
+                    kind,
+                    loc,
+                    "Input should be a valid dictionary or object to extract fields from",
+                    other.clone(),
+                ));
                 None
             }
         }
     }
 
     /// A required field: `missing` (with the whole object as input) when absent.
-    pub fn required<'a>(&mut self, obj: &'a Map<String, Value>, loc: &[Value], name: &str) -> Option<&'a Value> {
+    pub fn required<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        loc: &[Value],
+        name: &str,
+    ) -> Option<&'a Value> {
         match obj.get(name) {
             Some(v) => Some(v),
             None => {
                 let mut l = loc.to_vec();
                 l.push(Value::from(name));
-                self.push(ValidationItem::new("missing", l, "Field required", Value::Object(obj.clone())));
+                self.push(ValidationItem::new(
+                    "missing",
+                    l,
+                    "Field required",
+                    Value::Object(obj.clone()),
+                ));
                 None
             }
         }
@@ -204,8 +257,17 @@ impl Checker {
             _ => None,
         };
         if parsed.is_none() {
-            let kind = if v.is_string() || v.is_number() { "bool_parsing" } else { "bool_type" };
-            self.push(ValidationItem::new(kind, loc, "Input should be a valid boolean, unable to interpret input", v.clone()));
+            let kind = if v.is_string() || v.is_number() {
+                "bool_parsing"
+            } else {
+                "bool_type"
+            };
+            self.push(ValidationItem::new(
+                kind,
+                loc,
+                "Input should be a valid boolean, unable to interpret input",
+                v.clone(),
+            ));
         }
         parsed
     }
@@ -213,25 +275,37 @@ impl Checker {
     /// pydantic's lax int: integers, integral floats, numeric strings.
     pub fn int(&mut self, v: &Value, loc: Vec<Value>) -> Option<i64> {
         match v {
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Some(i),
-                None => match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 => Some(f as i64),
-                    _ => {
-                        self.push(ValidationItem::new("int_from_float", loc, "Input should be a valid integer, got a number with a fractional part", v.clone()));
-                        None
-                    }
-                },
-            },
+            Value::Number(n) => {
+                match n.as_i64() {
+                    Some(i) => Some(i),
+                    None => match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 => Some(f as i64),
+                        _ => {
+                            self.push(ValidationItem::new("int_from_float", loc, "Input should be a valid integer, got a number with a fractional part", v.clone()));
+                            None
+                        }
+                    },
+                }
+            }
             Value::String(s) => match s.trim().parse::<i64>() {
                 Ok(i) => Some(i),
                 Err(_) => {
-                    self.push(ValidationItem::new("int_parsing", loc, "Input should be a valid integer, unable to parse string as an integer", v.clone()));
+                    self.push(ValidationItem::new(
+                        "int_parsing",
+                        loc,
+                        "Input should be a valid integer, unable to parse string as an integer",
+                        v.clone(),
+                    ));
                     None
                 }
             },
             _ => {
-                self.push(ValidationItem::new("int_type", loc, "Input should be a valid integer", v.clone()));
+                self.push(ValidationItem::new(
+                    "int_type",
+                    loc,
+                    "Input should be a valid integer",
+                    v.clone(),
+                ));
                 None
             }
         }
@@ -243,12 +317,22 @@ impl Checker {
             Value::String(s) => match s.trim().parse::<f64>() {
                 Ok(f) => Some(f),
                 Err(_) => {
-                    self.push(ValidationItem::new("float_parsing", loc, "Input should be a valid number, unable to parse string as a number", v.clone()));
+                    self.push(ValidationItem::new(
+                        "float_parsing",
+                        loc,
+                        "Input should be a valid number, unable to parse string as a number",
+                        v.clone(),
+                    ));
                     None
                 }
             },
             _ => {
-                self.push(ValidationItem::new("float_type", loc, "Input should be a valid number", v.clone()));
+                self.push(ValidationItem::new(
+                    "float_type",
+                    loc,
+                    "Input should be a valid number",
+                    v.clone(),
+                ));
                 None
             }
         }
@@ -258,7 +342,12 @@ impl Checker {
         match v {
             Value::String(s) => Some(s.clone()),
             _ => {
-                self.push(ValidationItem::new("string_type", loc, "Input should be a valid string", v.clone()));
+                self.push(ValidationItem::new(
+                    "string_type",
+                    loc,
+                    "Input should be a valid string",
+                    v.clone(),
+                ));
                 None
             }
         }
@@ -268,7 +357,12 @@ impl Checker {
         match v {
             Value::Array(a) => Some(a),
             _ => {
-                self.push(ValidationItem::new("list_type", loc, "Input should be a valid list", v.clone()));
+                self.push(ValidationItem::new(
+                    "list_type",
+                    loc,
+                    "Input should be a valid list",
+                    v.clone(),
+                ));
                 None
             }
         }
@@ -278,7 +372,12 @@ impl Checker {
         match v {
             Value::Object(m) => Some(m),
             _ => {
-                self.push(ValidationItem::new("dict_type", loc, "Input should be a valid dictionary", v.clone()));
+                self.push(ValidationItem::new(
+                    "dict_type",
+                    loc,
+                    "Input should be a valid dictionary",
+                    v.clone(),
+                ));
                 None
             }
         }
@@ -289,10 +388,19 @@ impl Checker {
         match v.as_str() {
             Some(s) if allowed.contains(&s) => Some(s.to_string()),
             _ => {
-                let expected = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" or ");
+                let expected = allowed
+                    .iter()
+                    .map(|a| format!("'{a}'"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
                 self.push(
-                    ValidationItem::new("literal_error", loc, format!("Input should be {expected}"), v.clone())
-                        .with_ctx(json!({ "expected": expected })),
+                    ValidationItem::new(
+                        "literal_error",
+                        loc,
+                        format!("Input should be {expected}"),
+                        v.clone(),
+                    )
+                    .with_ctx(json!({ "expected": expected })),
                 );
                 None
             }
@@ -304,10 +412,19 @@ impl Checker {
         if allowed.contains(&raw) {
             return Some(raw.to_string());
         }
-        let expected = allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
+        let expected = allowed
+            .iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         self.push(
-            ValidationItem::new("enum", loc, format!("Input should be {expected}"), Value::from(raw))
-                .with_ctx(json!({ "expected": expected })),
+            ValidationItem::new(
+                "enum",
+                loc,
+                format!("Input should be {expected}"),
+                Value::from(raw),
+            )
+            .with_ctx(json!({ "expected": expected })),
         );
         None
     }
@@ -317,13 +434,23 @@ impl Checker {
             Some(Ok(u)) => Some(u),
             Some(Err(msg)) => {
                 self.push(
-                    ValidationItem::new("uuid_parsing", loc, format!("Input should be a valid UUID, {msg}"), raw.clone())
-                        .with_ctx(json!({ "error": msg })),
+                    ValidationItem::new(
+                        "uuid_parsing",
+                        loc,
+                        format!("Input should be a valid UUID, {msg}"),
+                        raw.clone(),
+                    )
+                    .with_ctx(json!({ "error": msg })),
                 );
                 None
             }
             None => {
-                self.push(ValidationItem::new("uuid_type", loc, "UUID input should be a string, bytes or UUID object", raw.clone()));
+                self.push(ValidationItem::new(
+                    "uuid_type",
+                    loc,
+                    "UUID input should be a string, bytes or UUID object",
+                    raw.clone(),
+                ));
                 None
             }
         }
@@ -331,20 +458,32 @@ impl Checker {
 
     /// A `limit` query parameter: integer > 0, at most 100 (DEVIATIONS #12: 422 past 100).
     pub fn limit(&mut self, q: &QueryPairs, default: i64) -> i64 {
-        let Some(raw) = q.get("limit") else { return default };
+        let Some(raw) = q.get("limit") else {
+            return default;
+        };
         let loc = loc!["query", "limit"];
         match self.int(&Value::from(raw), loc.clone()) {
             Some(n) if n <= 0 => {
                 self.push(
-                    ValidationItem::new("greater_than", loc, "Input should be greater than 0", Value::from(raw))
-                        .with_ctx(json!({"gt": 0})),
+                    ValidationItem::new(
+                        "greater_than",
+                        loc,
+                        "Input should be greater than 0",
+                        Value::from(raw),
+                    )
+                    .with_ctx(json!({"gt": 0})),
                 );
                 default
             }
             Some(n) if n > 100 => {
                 self.push(
-                    ValidationItem::new("less_than_equal", loc, "Input should be less than or equal to 100", Value::from(raw))
-                        .with_ctx(json!({"le": 100})),
+                    ValidationItem::new(
+                        "less_than_equal",
+                        loc,
+                        "Input should be less than or equal to 100",
+                        Value::from(raw),
+                    )
+                    .with_ctx(json!({"le": 100})),
                 );
                 default
             }
@@ -402,8 +541,14 @@ mod tests {
 
     #[test]
     fn empty_body_is_missing_and_text_is_string() {
-        assert!(matches!(decode_body(b"", None), Err(ApiError::Validation(_))));
-        assert_eq!(decode_body(b"title=x", Some(false)).unwrap(), json!("title=x"));
+        assert!(matches!(
+            decode_body(b"", None),
+            Err(ApiError::Validation(_))
+        ));
+        assert_eq!(
+            decode_body(b"title=x", Some(false)).unwrap(),
+            json!("title=x")
+        );
         let mut c = Checker::new();
         assert!(c.model(&json!("title=x"), loc!["body"]).is_none());
         assert_eq!(c.errors[0].kind, "model_attributes_type");
@@ -423,7 +568,10 @@ mod tests {
     fn uuid_forms() {
         let u = Uuid::new_v4();
         assert_eq!(parse_uuid(&u.simple().to_string()).unwrap(), u);
-        assert_eq!(parse_uuid(&u.hyphenated().to_string().to_uppercase()).unwrap(), u);
+        assert_eq!(
+            parse_uuid(&u.hyphenated().to_string().to_uppercase()).unwrap(),
+            u
+        );
         assert!(parse_uuid("not-a-uuid").is_err());
     }
 

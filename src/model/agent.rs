@@ -20,15 +20,27 @@ pub enum AgentKind {
 pub struct Llm {
     #[serde(default = "d_model")]
     pub model: String,
-    #[serde(default, deserialize_with = "secret::opt", skip_serializing_if = "skip_none")]
+    #[serde(
+        default,
+        deserialize_with = "secret::opt",
+        skip_serializing_if = "skip_none"
+    )]
     pub api_key: Option<Secret>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub base_url: Option<String>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub api_version: Option<String>,
-    #[serde(default, deserialize_with = "secret::opt", skip_serializing_if = "skip_none")]
+    #[serde(
+        default,
+        deserialize_with = "secret::opt",
+        skip_serializing_if = "skip_none"
+    )]
     pub aws_access_key_id: Option<Secret>,
-    #[serde(default, deserialize_with = "secret::opt", skip_serializing_if = "skip_none")]
+    #[serde(
+        default,
+        deserialize_with = "secret::opt",
+        skip_serializing_if = "skip_none"
+    )]
     pub aws_secret_access_key: Option<Secret>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub aws_region_name: Option<String>,
@@ -165,7 +177,14 @@ fn d_usage_id() -> String {
     "default".into()
 }
 fn d_override() -> Vec<String> {
-    ["api_key", "aws_access_key_id", "aws_secret_access_key", "litellm_extra_body"].map(String::from).to_vec()
+    [
+        "api_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "litellm_extra_body",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Default for Llm {
@@ -191,7 +210,11 @@ impl Llm {
             self.top_p = Some(0.9);
         }
         if self.temperature.is_none() {
-            self.temperature = Some(if self.model.contains("kimi-k2-thinking") { 1.0 } else { 0.0 });
+            self.temperature = Some(if self.model.contains("kimi-k2-thinking") {
+                1.0
+            } else {
+                0.0
+            });
         }
     }
 }
@@ -265,14 +288,18 @@ impl Condenser {
         match self {
             Condenser::LLMSummarizingCondenser { llm, .. } => vec![llm],
             Condenser::NoOpCondenser {} => Vec::new(),
-            Condenser::PipelineCondenser { condensers } => condensers.iter_mut().flat_map(|c| c.llms_mut()).collect(),
+            Condenser::PipelineCondenser { condensers } => {
+                condensers.iter_mut().flat_map(|c| c.llms_mut()).collect()
+            }
         }
     }
     pub fn llms(&self) -> Vec<&Llm> {
         match self {
             Condenser::LLMSummarizingCondenser { llm, .. } => vec![llm],
             Condenser::NoOpCondenser {} => Vec::new(),
-            Condenser::PipelineCondenser { condensers } => condensers.iter().flat_map(|c| c.llms()).collect(),
+            Condenser::PipelineCondenser { condensers } => {
+                condensers.iter().flat_map(|c| c.llms()).collect()
+            }
         }
     }
 }
@@ -307,8 +334,12 @@ impl Agent {
     /// Applies the reference's "before" validators: `llm_security_analyzer: true` in the prompt
     /// kwargs unless given, and the LLM validators of every LLM.
     pub fn normalize(&mut self) {
-        if !self.system_prompt_kwargs.contains_key("llm_security_analyzer") {
-            self.system_prompt_kwargs.insert("llm_security_analyzer".into(), Value::Bool(true));
+        if !self
+            .system_prompt_kwargs
+            .contains_key("llm_security_analyzer")
+        {
+            self.system_prompt_kwargs
+                .insert("llm_security_analyzer".into(), Value::Bool(true));
         }
         self.llm.normalize();
         if let Some(c) = &mut self.condenser {
@@ -335,7 +366,10 @@ mod tests {
 
     #[test]
     fn llm_defaults_match_the_reference_echo() {
-        let mut llm: Llm = serde_json::from_value(json!({"model":"openai/fake-model","api_key":"sk","usage_id":"agent"})).unwrap();
+        let mut llm: Llm = serde_json::from_value(
+            json!({"model":"openai/fake-model","api_key":"sk","usage_id":"agent"}),
+        )
+        .unwrap();
         llm.normalize();
         let v = serde_json::to_value(&llm).unwrap();
         assert_eq!(v["api_key"], json!("**********"));
@@ -344,7 +378,10 @@ mod tests {
         assert_eq!(v["disable_stop_word"], json!(false));
         assert_eq!(v["enable_encrypted_reasoning"], json!(false));
         assert_eq!(v.as_object().unwrap().len(), 47);
-        assert_eq!(v.to_string().find("\"retry_multiplier\":8.0").is_some(), true);
+        assert_eq!(
+            v.to_string().find("\"retry_multiplier\":8.0").is_some(),
+            true
+        );
     }
 
     #[test]

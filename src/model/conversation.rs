@@ -27,7 +27,15 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
-    pub const ALL: [&'static str; 7] = ["idle", "running", "paused", "waiting_for_confirmation", "finished", "error", "stuck"];
+    pub const ALL: [&'static str; 7] = [
+        "idle",
+        "running",
+        "paused",
+        "waiting_for_confirmation",
+        "finished",
+        "error",
+        "stuck",
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,7 +120,10 @@ pub enum SecretSource {
 
 impl SecretSource {
     pub fn static_value(value: impl Into<String>) -> Self {
-        SecretSource::StaticSecret { description: None, value: Some(Secret::new(value)) }
+        SecretSource::StaticSecret {
+            description: None,
+            value: Some(Secret::new(value)),
+        }
     }
 
     /// False for a static secret whose value was lost (e.g. restored without a key).
@@ -208,7 +219,10 @@ impl Metrics {
     pub fn new(model: &str) -> Self {
         Metrics {
             model_name: model.to_string(),
-            accumulated_token_usage: Some(TokenUsage { model: model.to_string(), ..TokenUsage::default() }),
+            accumulated_token_usage: Some(TokenUsage {
+                model: model.to_string(),
+                ..TokenUsage::default()
+            }),
             ..Metrics::default()
         }
     }
@@ -236,15 +250,20 @@ impl ConversationStats {
     pub fn for_agent(agent: &Agent) -> Self {
         let mut s = ConversationStats::default();
         for llm in agent.llms() {
-            s.usage_to_metrics.entry(llm.usage_id.clone()).or_insert_with(|| Metrics::new(&llm.model));
+            s.usage_to_metrics
+                .entry(llm.usage_id.clone())
+                .or_insert_with(|| Metrics::new(&llm.model));
         }
         s
     }
 
     /// The value of a `stats` ConversationStateUpdateEvent.
     pub fn snapshot(&self) -> Value {
-        let m: serde_json::Map<String, Value> =
-            self.usage_to_metrics.iter().map(|(k, v)| (k.clone(), v.snapshot())).collect();
+        let m: serde_json::Map<String, Value> = self
+            .usage_to_metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), v.snapshot()))
+            .collect();
         serde_json::json!({ "usage_to_metrics": m })
     }
 }
@@ -363,13 +382,26 @@ mod tests {
 
     #[test]
     fn policies_and_statuses() {
-        assert_eq!(serde_json::to_value(ConfirmationPolicy::default()).unwrap(), json!({"kind":"NeverConfirm"}));
+        assert_eq!(
+            serde_json::to_value(ConfirmationPolicy::default()).unwrap(),
+            json!({"kind":"NeverConfirm"})
+        );
         let p: ConfirmationPolicy = serde_json::from_value(json!({"kind":"ConfirmRisky"})).unwrap();
-        assert_eq!(serde_json::to_value(&p).unwrap(), json!({"kind":"ConfirmRisky","threshold":"HIGH","confirm_unknown":true}));
-        assert_eq!(ExecutionStatus::parse("waiting_for_confirmation"), Some(ExecutionStatus::WaitingForConfirmation));
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"kind":"ConfirmRisky","threshold":"HIGH","confirm_unknown":true})
+        );
+        assert_eq!(
+            ExecutionStatus::parse("waiting_for_confirmation"),
+            Some(ExecutionStatus::WaitingForConfirmation)
+        );
         assert_eq!(ExecutionStatus::parse("RUNNING"), None);
-        let a: SecurityAnalyzer = serde_json::from_value(json!({"kind":"LLMSecurityAnalyzer"})).unwrap();
-        assert_eq!(serde_json::to_value(a).unwrap(), json!({"kind":"LLMSecurityAnalyzer"}));
+        let a: SecurityAnalyzer =
+            serde_json::from_value(json!({"kind":"LLMSecurityAnalyzer"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(a).unwrap(),
+            json!({"kind":"LLMSecurityAnalyzer"})
+        );
     }
 
     #[test]
@@ -380,6 +412,9 @@ mod tests {
             json!({"kind":"LookupSecret","description":null,"url":"http://x","headers":{"X-Api-Key":"**********","Accept":"a"}})
         );
         let s = SecretSource::static_value("v");
-        assert_eq!(serde_json::to_value(&s).unwrap(), json!({"kind":"StaticSecret","description":null,"value":"**********"}));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"kind":"StaticSecret","description":null,"value":"**********"})
+        );
     }
 }

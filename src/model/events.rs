@@ -45,7 +45,11 @@ fn skip_null_in_disk_form(v: &Value) -> bool {
 
 /// Actions and observations are models: their `null` fields are dropped in the disk form.
 fn model_value<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
-    if omitting_none() { strip_nulls(v).serialize(s) } else { v.serialize(s) }
+    if omitting_none() {
+        strip_nulls(v).serialize(s)
+    } else {
+        v.serialize(s)
+    }
 }
 
 fn opt_model_value<S: Serializer>(v: &Option<Value>, s: S) -> Result<S::Ok, S::Error> {
@@ -71,26 +75,72 @@ fn restore_observation<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Erro
 /// The field order of the built-in tools' actions/observations, with the nullable fields that
 /// the disk form drops. Used to give files written without `null`s back their API shape.
 const SCHEMAS: &[(&str, &[&str], &[&str])] = &[
-    ("TerminalAction", &["kind", "command", "is_input", "timeout", "reset"], &["timeout"]),
+    (
+        "TerminalAction",
+        &["kind", "command", "is_input", "timeout", "reset"],
+        &["timeout"],
+    ),
     (
         "FileEditorAction",
-        &["kind", "command", "path", "file_text", "old_str", "new_str", "insert_line", "view_range"],
-        &["file_text", "old_str", "new_str", "insert_line", "view_range"],
+        &[
+            "kind",
+            "command",
+            "path",
+            "file_text",
+            "old_str",
+            "new_str",
+            "insert_line",
+            "view_range",
+        ],
+        &[
+            "file_text",
+            "old_str",
+            "new_str",
+            "insert_line",
+            "view_range",
+        ],
     ),
     (
         "TerminalObservation",
-        &["kind", "content", "is_error", "command", "exit_code", "timeout", "metadata", "full_output_save_dir"],
+        &[
+            "kind",
+            "content",
+            "is_error",
+            "command",
+            "exit_code",
+            "timeout",
+            "metadata",
+            "full_output_save_dir",
+        ],
         &["command", "exit_code", "full_output_save_dir"],
     ),
     (
         "FileEditorObservation",
-        &["kind", "content", "is_error", "command", "path", "prev_exist", "old_content", "new_content"],
+        &[
+            "kind",
+            "content",
+            "is_error",
+            "command",
+            "path",
+            "prev_exist",
+            "old_content",
+            "new_content",
+        ],
         &["path", "old_content", "new_content"],
     ),
 ];
 
 const TERMINAL_METADATA: (&[&str], &[&str]) = (
-    &["exit_code", "pid", "username", "hostname", "working_dir", "py_interpreter_path", "prefix", "suffix"],
+    &[
+        "exit_code",
+        "pid",
+        "username",
+        "hostname",
+        "working_dir",
+        "py_interpreter_path",
+        "prefix",
+        "suffix",
+    ],
     &["username", "hostname", "working_dir", "py_interpreter_path"],
 );
 
@@ -117,7 +167,11 @@ fn reorder_with_nulls(m: &mut Map<String, Value>, order: &[&str], nullable: &[&s
 /// Puts back the `null` fields of known action/observation kinds (disk files omit them).
 pub fn restore_nulls(v: &mut Value) {
     let Some(m) = v.as_object_mut() else { return };
-    let kind = m.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = m
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if let Some((_, order, nullable)) = SCHEMAS.iter().find(|(k, _, _)| *k == kind) {
         reorder_with_nulls(m, order, nullable);
     }
@@ -170,7 +224,12 @@ pub struct ActionEvent {
     #[serde(default, skip_serializing_if = "skip_none")]
     pub responses_reasoning_item: Option<Value>,
     /// The action object (`{"kind":"TerminalAction",...}`), or null when the tool call was invalid.
-    #[serde(default, serialize_with = "opt_model_value", deserialize_with = "restore_action", skip_serializing_if = "skip_none")]
+    #[serde(
+        default,
+        serialize_with = "opt_model_value",
+        deserialize_with = "restore_action",
+        skip_serializing_if = "skip_none"
+    )]
     pub action: Option<Value>,
     pub tool_name: String,
     pub tool_call_id: String,
@@ -188,7 +247,10 @@ pub struct ObservationEvent {
     pub tool_name: String,
     pub tool_call_id: String,
     /// The observation object (`{"kind":"TerminalObservation","content":[...],"is_error":...}`).
-    #[serde(serialize_with = "model_value", deserialize_with = "restore_observation")]
+    #[serde(
+        serialize_with = "model_value",
+        deserialize_with = "restore_observation"
+    )]
     pub observation: Value,
     pub action_id: String,
 }
@@ -321,26 +383,62 @@ pub enum Event {
 
 /// `kind` -> fully qualified class name (for the `kind` search filter, EVENTS.md §1.4).
 pub const KIND_PATHS: &[(&str, &str)] = &[
-    ("SystemPromptEvent", "openhands.sdk.event.llm_convertible.system.SystemPromptEvent"),
-    ("MessageEvent", "openhands.sdk.event.llm_convertible.message.MessageEvent"),
-    ("ActionEvent", "openhands.sdk.event.llm_convertible.action.ActionEvent"),
-    ("ObservationEvent", "openhands.sdk.event.llm_convertible.observation.ObservationEvent"),
-    ("AgentErrorEvent", "openhands.sdk.event.llm_convertible.observation.AgentErrorEvent"),
-    ("UserRejectObservation", "openhands.sdk.event.llm_convertible.observation.UserRejectObservation"),
-    ("ConversationStateUpdateEvent", "openhands.sdk.event.conversation_state.ConversationStateUpdateEvent"),
+    (
+        "SystemPromptEvent",
+        "openhands.sdk.event.llm_convertible.system.SystemPromptEvent",
+    ),
+    (
+        "MessageEvent",
+        "openhands.sdk.event.llm_convertible.message.MessageEvent",
+    ),
+    (
+        "ActionEvent",
+        "openhands.sdk.event.llm_convertible.action.ActionEvent",
+    ),
+    (
+        "ObservationEvent",
+        "openhands.sdk.event.llm_convertible.observation.ObservationEvent",
+    ),
+    (
+        "AgentErrorEvent",
+        "openhands.sdk.event.llm_convertible.observation.AgentErrorEvent",
+    ),
+    (
+        "UserRejectObservation",
+        "openhands.sdk.event.llm_convertible.observation.UserRejectObservation",
+    ),
+    (
+        "ConversationStateUpdateEvent",
+        "openhands.sdk.event.conversation_state.ConversationStateUpdateEvent",
+    ),
     ("PauseEvent", "openhands.sdk.event.user_action.PauseEvent"),
-    ("ConversationErrorEvent", "openhands.sdk.event.conversation_error.ConversationErrorEvent"),
+    (
+        "ConversationErrorEvent",
+        "openhands.sdk.event.conversation_error.ConversationErrorEvent",
+    ),
     ("Condensation", "openhands.sdk.event.condenser.Condensation"),
-    ("CondensationRequest", "openhands.sdk.event.condenser.CondensationRequest"),
-    ("CondensationSummaryEvent", "openhands.sdk.event.condenser.CondensationSummaryEvent"),
-    ("LLMCompletionLogEvent", "openhands.sdk.event.llm_completion_log.LLMCompletionLogEvent"),
+    (
+        "CondensationRequest",
+        "openhands.sdk.event.condenser.CondensationRequest",
+    ),
+    (
+        "CondensationSummaryEvent",
+        "openhands.sdk.event.condenser.CondensationSummaryEvent",
+    ),
+    (
+        "LLMCompletionLogEvent",
+        "openhands.sdk.event.llm_completion_log.LLMCompletionLogEvent",
+    ),
     ("TokenEvent", "openhands.sdk.event.token.TokenEvent"),
 ];
 
 /// The short `kind` for a `?kind=` filter value: the fully qualified name, or (allowed by
 /// DEVIATIONS) the short name itself.
 pub fn kind_from_filter(filter: &str) -> Option<&'static str> {
-    KIND_PATHS.iter().find(|(short, full)| *full == filter || *short == filter).map(|(short, _)| *short)
+    KIND_PATHS
+        .iter()
+        .find(|(short, full)| *full == filter || *short == filter)
+        .map(|(short, _)| *short)
 }
 
 #[derive(Serialize)]
@@ -390,7 +488,8 @@ impl Event {
             Event::Unknown(m) => (
                 m.get("id").and_then(Value::as_str).unwrap_or(""),
                 m.get("timestamp").and_then(Value::as_str).unwrap_or(""),
-                m.get("source").and_then(|s| serde_json::from_value(s.clone()).ok()),
+                m.get("source")
+                    .and_then(|s| serde_json::from_value(s.clone()).ok()),
             ),
         }
     }
@@ -435,7 +534,12 @@ impl Event {
     pub fn search_text(&self) -> Option<String> {
         match self {
             Event::Message(m) => {
-                let mut parts: Vec<&str> = m.llm_message.content.iter().filter_map(|c| c.text()).collect();
+                let mut parts: Vec<&str> = m
+                    .llm_message
+                    .content
+                    .iter()
+                    .filter_map(|c| c.text())
+                    .collect();
                 parts.extend(m.extended_content.iter().map(|t| t.text.as_str()));
                 if let Some(r) = &m.llm_message.reasoning_content {
                     parts.push(r);
@@ -469,7 +573,11 @@ impl Event {
 
     /// A PauseEvent stamped now.
     pub fn pause() -> Event {
-        Event::Pause(PauseEvent { id: wire::new_event_id(), timestamp: wire::event_timestamp_now(), source: Source::User })
+        Event::Pause(PauseEvent {
+            id: wire::new_event_id(),
+            timestamp: wire::event_timestamp_now(),
+            source: Source::User,
+        })
     }
 
     /// A user MessageEvent stamped now.
@@ -597,15 +705,25 @@ mod tests {
                 other => vec![other.clone()],
             };
             for item in items {
-                let ev: Event = serde_json::from_value(item.clone()).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-                assert!(!matches!(ev, Event::Unknown(_)), "{path:?} parsed as unknown");
+                let ev: Event = serde_json::from_value(item.clone())
+                    .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                assert!(
+                    !matches!(ev, Event::Unknown(_)),
+                    "{path:?} parsed as unknown"
+                );
                 let api: Value = serde_json::from_str(&ev.to_api_json()).unwrap();
                 let disk: Value = serde_json::from_slice(&ev.to_disk_json().unwrap()).unwrap();
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
                 if name.contains("as_stored_on_disk") {
                     assert_eq!(disk, item, "{name} (disk form)");
-                    assert_eq!(api["value"], Value::Null, "{name}: missing value reads back as null");
-                } else if has_null(&item) || !name.starts_with("PauseEvent") && !name.contains("confirmation_policy") {
+                    assert_eq!(
+                        api["value"],
+                        Value::Null,
+                        "{name}: missing value reads back as null"
+                    );
+                } else if has_null(&item)
+                    || !name.starts_with("PauseEvent") && !name.contains("confirmation_policy")
+                {
                     assert_eq!(api, item, "{name} (API form)");
                     assert_eq!(api.to_string(), item.to_string(), "{name}: key order");
                 } else {
@@ -623,8 +741,12 @@ mod tests {
         if !dir.exists() {
             return;
         }
-        for name in ["ObservationEvent_TerminalObservation.json", "ActionEvent_FileEditorAction_create.json"] {
-            let original: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        for name in [
+            "ObservationEvent_TerminalObservation.json",
+            "ActionEvent_FileEditorAction_create.json",
+        ] {
+            let original: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
             let ev: Event = serde_json::from_value(original.clone()).unwrap();
             let disk = ev.to_disk_json().unwrap();
             let back: Event = serde_json::from_slice(&disk).unwrap();
@@ -638,12 +760,18 @@ mod tests {
         let raw = serde_json::json!({"kind":"FutureEvent","id":"x","timestamp":"2026-01-01T00:00:00","source":"agent","extra":{"a":null}});
         let ev: Event = serde_json::from_value(raw.clone()).unwrap();
         assert_eq!(ev.kind(), "FutureEvent");
-        assert_eq!(serde_json::from_str::<Value>(&ev.to_api_json()).unwrap(), raw);
+        assert_eq!(
+            serde_json::from_str::<Value>(&ev.to_api_json()).unwrap(),
+            raw
+        );
     }
 
     #[test]
     fn kind_filter_accepts_both_names() {
-        assert_eq!(kind_from_filter("openhands.sdk.event.llm_convertible.action.ActionEvent"), Some("ActionEvent"));
+        assert_eq!(
+            kind_from_filter("openhands.sdk.event.llm_convertible.action.ActionEvent"),
+            Some("ActionEvent")
+        );
         assert_eq!(kind_from_filter("ActionEvent"), Some("ActionEvent"));
         assert_eq!(kind_from_filter("Nope"), None);
     }

@@ -35,7 +35,11 @@ pub struct TextContent {
 
 impl TextContent {
     pub fn new(text: impl Into<String>) -> Self {
-        TextContent { cache_prompt: false, kind: TextTag::Text, text: text.into() }
+        TextContent {
+            cache_prompt: false,
+            kind: TextTag::Text,
+            text: text.into(),
+        }
     }
 }
 

@@ -14,8 +14,9 @@ pub mod wire;
 
 pub use agent::{Agent, Llm};
 pub use conversation::{
-    ConfirmationPolicy, ConversationInfo, ConversationState, ConversationStats, ExecutionStatus, Metrics, SecretSource,
-    SecurityAnalyzer, SendMessageRequest, StartConversationRequest, StoredConversation, Workspace,
+    ConfirmationPolicy, ConversationInfo, ConversationState, ConversationStats, ExecutionStatus,
+    Metrics, SecretSource, SecurityAnalyzer, SendMessageRequest, StartConversationRequest,
+    StoredConversation, Workspace,
 };
 pub use events::{Event, Source};
 pub use message::{Content, Message, Role, TextContent};

@@ -68,7 +68,10 @@ pub fn to_value_omit_none<T: Serialize + ?Sized>(v: &T) -> Value {
 pub fn strip_nulls(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
-            m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip_nulls(v))).collect(),
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(strip_nulls).collect()),
         other => other.clone(),
@@ -79,16 +82,28 @@ pub fn strip_nulls(v: &Value) -> Value {
 pub struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
         if first { Ok(()) } else { w.write_all(b", ") }
     }
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         w.write_all(b": ")
     }
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         if fragment.is_ascii() {
             return w.write_all(fragment.as_bytes());
         }
@@ -153,14 +168,23 @@ mod tests {
     #[test]
     fn isoformat_omits_zero_fraction() {
         let d = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
-        assert_eq!(python_isoformat(&d.and_hms_micro_opt(13, 6, 46, 41000).unwrap()), "2026-11-28T13:06:46.041000");
-        assert_eq!(python_isoformat(&d.and_hms_opt(13, 6, 46).unwrap()), "2026-11-28T13:06:46");
+        assert_eq!(
+            python_isoformat(&d.and_hms_micro_opt(13, 6, 46, 41000).unwrap()),
+            "2026-11-28T13:06:46.041000"
+        );
+        assert_eq!(
+            python_isoformat(&d.and_hms_opt(13, 6, 46).unwrap()),
+            "2026-11-28T13:06:46"
+        );
     }
 
     #[test]
     fn python_formatter_matches_json_dumps() {
         let v = json!({"a": [1, 2], "b": "é→😀", "c": null, "d": {"x": "q\"\n"}});
         let out = String::from_utf8(to_python_json(&v).unwrap()).unwrap();
-        assert_eq!(out, r#"{"a": [1, 2], "b": "\u00e9\u2192\ud83d\ude00", "c": null, "d": {"x": "q\"\n"}}"#);
+        assert_eq!(
+            out,
+            r#"{"a": [1, 2], "b": "\u00e9\u2192\ud83d\ude00", "c": null, "d": {"x": "q\"\n"}}"#
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP routes, one file per resource. Each file has a `configure` that registers exactly the
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
+pub mod conversations;
+pub mod events;
 pub mod server;
 
 use actix_web::web;
@@ -8,4 +10,6 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    conversations::configure(cfg);
+    events::configure(cfg);
 }

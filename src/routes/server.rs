@@ -45,23 +45,38 @@ fn static_dir(cfg: &Config) -> Option<&std::path::Path> {
 async fn root(cfg: web::Data<Config>, activity: web::Data<Activity>) -> HttpResponse {
     match static_dir(&cfg) {
         Some(dir) => {
-            let location = if dir.join("index.html").is_file() { "/static/index.html" } else { "/static/" };
-            HttpResponse::Found().insert_header(("location", location)).finish()
+            let location = if dir.join("index.html").is_file() {
+                "/static/index.html"
+            } else {
+                "/static/"
+            };
+            HttpResponse::Found()
+                .insert_header(("location", location))
+                .finish()
         }
         None => server_info(activity).await,
     }
 }
 
-async fn static_file(req: HttpRequest, cfg: web::Data<Config>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn static_file(
+    req: HttpRequest,
+    cfg: web::Data<Config>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let dir = static_dir(&cfg).ok_or_else(ApiError::not_found)?;
     let rel = path.into_inner();
     if rel.is_empty() || rel.split('/').any(|s| s == "..") {
         return Err(ApiError::not_found());
     }
     let full = dir.join(&rel);
-    let file = actix_files::NamedFile::open_async(&full).await.map_err(|_| ApiError::not_found())?;
+    let file = actix_files::NamedFile::open_async(&full)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     if file.metadata().is_dir() {
         return Err(ApiError::not_found());
     }
-    Ok(file.use_etag(true).use_last_modified(true).into_response(&req))
+    Ok(file
+        .use_etag(true)
+        .use_last_modified(true)
+        .into_response(&req))
 }

@@ -32,7 +32,10 @@ impl Fernet {
         let mut encryption = [0u8; 16];
         signing.copy_from_slice(&digest[..16]);
         encryption.copy_from_slice(&digest[16..]);
-        Fernet { signing, encryption }
+        Fernet {
+            signing,
+            encryption,
+        }
     }
 
     /// Encrypts with the current time and a random IV.
@@ -54,7 +57,8 @@ impl Fernet {
         token.extend_from_slice(&ts.to_be_bytes());
         token.extend_from_slice(&iv);
         token.extend_from_slice(&ct);
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.signing).expect("hmac accepts any key length");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.signing)
+            .expect("hmac accepts any key length");
         mac.update(&token);
         token.extend_from_slice(&mac.finalize().into_bytes());
         URL_SAFE.encode(token)
@@ -63,10 +67,7 @@ impl Fernet {
     /// Verifies and decrypts a token (no TTL, like the reference); `None` if it is not ours.
     pub fn decrypt(&self, token: &str) -> Option<Vec<u8>> {
         let t = token.trim();
-        let raw = URL_SAFE
-            .decode(t)
-            .or_else(|_| STANDARD.decode(t))
-            .ok()?;
+        let raw = URL_SAFE.decode(t).or_else(|_| STANDARD.decode(t)).ok()?;
         if raw.len() < 1 + 8 + 16 + 16 + 32 || raw[0] != 0x80 {
             return None;
         }
@@ -111,12 +112,17 @@ mod tests {
     #[test]
     fn known_vector() {
         // The Fernet spec's generate vector (key cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=).
-        let key = URL_SAFE.decode("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=").unwrap();
+        let key = URL_SAFE
+            .decode("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
+            .unwrap();
         let mut f = Fernet::from_secret_key("");
         f.signing.copy_from_slice(&key[..16]);
         f.encryption.copy_from_slice(&key[16..]);
         let iv: [u8; 16] = (0u8..16).collect::<Vec<_>>().try_into().unwrap();
         let t = f.encrypt_at(b"hello", 499162800, iv);
-        assert_eq!(t, "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA==");
+        assert_eq!(
+            t,
+            "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA=="
+        );
     }
 }

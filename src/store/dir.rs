@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::model::conversation::{ConversationState, ConversationStats, SecretRegistry, StoredConversation};
+use crate::model::conversation::{
+    ConversationState, ConversationStats, SecretRegistry, StoredConversation,
+};
 use crate::model::secret::{SecretMode, SecretRead, with_secret_mode, with_secret_read};
 use crate::model::wire;
 
@@ -40,7 +42,11 @@ pub fn conversation_dir(root: &Path, id: &Uuid) -> PathBuf {
 /// `persistence_dir` as the API shows it: the configured root exactly as given, plus the hex id.
 pub fn persistence_dir_string(root: &Path, id: &Uuid) -> String {
     let r = root.to_string_lossy();
-    if r.ends_with('/') { format!("{r}{}", wire::hex(id)) } else { format!("{r}/{}", wire::hex(id)) }
+    if r.ends_with('/') {
+        format!("{r}{}", wire::hex(id))
+    } else {
+        format!("{r}/{}", wire::hex(id))
+    }
 }
 
 /// Serializes `meta.json`: compact, nulls kept, secrets encrypted (or masked without a key).
@@ -58,7 +64,11 @@ pub fn base_state_bytes(state: &ConversationState) -> io::Result<Vec<u8>> {
 }
 
 /// Writes `meta.json` and/or `base_state.json` durably.
-pub fn write_state_files(dir: &Path, meta: Option<&[u8]>, base_state: Option<&[u8]>) -> io::Result<()> {
+pub fn write_state_files(
+    dir: &Path,
+    meta: Option<&[u8]>,
+    base_state: Option<&[u8]>,
+) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     if let Some(b) = base_state {
         files::write_atomic(dir, BASE_STATE, b)?;
@@ -80,7 +90,11 @@ pub enum LoadError {
     Parse { file: &'static str, error: String },
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, file: &'static str, read: SecretRead) -> Result<Option<T>, LoadError> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    file: &'static str,
+    read: SecretRead,
+) -> Result<Option<T>, LoadError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -88,15 +102,24 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, file: &'static str, re
     };
     with_secret_read(read, || serde_json::from_slice::<T>(&bytes))
         .map(Some)
-        .map_err(|e| LoadError::Parse { file, error: e.to_string() })
+        .map_err(|e| LoadError::Parse {
+            file,
+            error: e.to_string(),
+        })
 }
 
 /// Loads a conversation directory that has a `meta.json` (start-up restore).
 /// `root` is the configured conversations path (for `persistence_dir`).
-pub fn load(root: &Path, dir: &Path, cipher: Option<&Arc<Fernet>>) -> Result<(ConversationRecord, Vec<String>), LoadError> {
+pub fn load(
+    root: &Path,
+    dir: &Path,
+    cipher: Option<&Arc<Fernet>>,
+) -> Result<(ConversationRecord, Vec<String>), LoadError> {
     let read = SecretRead::Decrypt(cipher.cloned());
-    let meta: StoredConversation = read_json(&dir.join(META), "meta.json", read.clone())?.ok_or(LoadError::NoMeta)?;
-    let base: Option<ConversationState> = read_json(&dir.join(BASE_STATE), "base_state.json", read)?;
+    let meta: StoredConversation =
+        read_json(&dir.join(META), "meta.json", read.clone())?.ok_or(LoadError::NoMeta)?;
+    let base: Option<ConversationState> =
+        read_json(&dir.join(BASE_STATE), "base_state.json", read)?;
     files::remove_temp_files(dir);
     let Loaded { log, warnings } = EventLog::load(dir.join(EVENTS))?;
     let id = meta.id;
@@ -111,7 +134,9 @@ pub fn load(root: &Path, dir: &Path, cipher: Option<&Arc<Fernet>>) -> Result<(Co
             registry.secret_sources.retain(|name, s| {
                 let ok = s.is_usable();
                 if !ok {
-                    log::warn!("conversation {id}: secret {name} has no stored value and is dropped");
+                    log::warn!(
+                        "conversation {id}: secret {name} has no stored value and is dropped"
+                    );
                 }
                 ok
             });
@@ -126,7 +151,11 @@ pub fn load(root: &Path, dir: &Path, cipher: Option<&Arc<Fernet>>) -> Result<(Co
                 confirmation_policy: b.confirmation_policy,
                 security_analyzer: b.security_analyzer,
                 activated_knowledge_skills: b.activated_knowledge_skills,
-                stats: if b.stats.usage_to_metrics.is_empty() { ConversationStats::for_agent(&meta.agent) } else { b.stats },
+                stats: if b.stats.usage_to_metrics.is_empty() {
+                    ConversationStats::for_agent(&meta.agent)
+                } else {
+                    b.stats
+                },
                 secret_registry: registry,
             }
         }
@@ -159,7 +188,11 @@ pub fn load(root: &Path, dir: &Path, cipher: Option<&Arc<Fernet>>) -> Result<(Co
 /// Reads an existing `base_state.json` and event log for a start request over a directory
 /// that exists but is not loaded (API.md §2.1: the old state and events are resumed).
 pub fn load_for_resume(dir: &Path) -> Result<Option<(ConversationState, EventLog)>, LoadError> {
-    let base: Option<ConversationState> = read_json(&dir.join(BASE_STATE), "base_state.json", SecretRead::Decrypt(None))?;
+    let base: Option<ConversationState> = read_json(
+        &dir.join(BASE_STATE),
+        "base_state.json",
+        SecretRead::Decrypt(None),
+    )?;
     let Some(base) = base else { return Ok(None) };
     files::remove_temp_files(dir);
     let Loaded { log, warnings } = EventLog::load(dir.join(EVENTS))?;
@@ -209,17 +242,35 @@ mod tests {
         // the secrets are dropped (with a warning) and everything else loads
         let cipher = Arc::new(Fernet::from_secret_key("my-secret-key-for-tests"));
         let (rec, warnings) = load(tmp.path(), &dir, Some(&cipher)).unwrap();
-        assert_eq!(rec.state.id.simple().to_string(), "d7f069d4a362414f98370c5693d7a3e9");
+        assert_eq!(
+            rec.state.id.simple().to_string(),
+            "d7f069d4a362414f98370c5693d7a3e9"
+        );
         assert!(rec.state.agent.llm.api_key.is_none());
         assert_eq!(rec.meta.title.as_deref(), Some("Demo conversation"));
-        assert_eq!(rec.state.execution_status, crate::model::ExecutionStatus::Finished);
+        assert_eq!(
+            rec.state.execution_status,
+            crate::model::ExecutionStatus::Finished
+        );
         assert!(rec.state.security_analyzer.is_some());
         // event 00000 (the system prompt) and 00004 are left out of the fixture
         assert_eq!(rec.log.len(), 11);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         // masked static secrets of base_state.json have no value: dropped; lookup secrets stay
-        assert!(rec.state.secret_registry.secret_sources.get("MY_TOKEN").is_none());
-        assert!(rec.state.secret_registry.secret_sources.get("LOOKUP").is_some());
+        assert!(
+            rec.state
+                .secret_registry
+                .secret_sources
+                .get("MY_TOKEN")
+                .is_none()
+        );
+        assert!(
+            rec.state
+                .secret_registry
+                .secret_sources
+                .get("LOOKUP")
+                .is_some()
+        );
         // the event JSON comes back in the API shape (nulls restored)
         let action = rec.log.get("efce3379-6aac-455c-8386-3b9af056b99d").unwrap();
         let v: serde_json::Value = serde_json::from_str(&action).unwrap();

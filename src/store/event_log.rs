@@ -20,7 +20,11 @@ type KindCode = u8;
 const UNKNOWN_KIND: KindCode = u8::MAX;
 
 fn kind_code(kind: &str) -> KindCode {
-    KIND_PATHS.iter().position(|(k, _)| *k == kind).map(|i| i as KindCode).unwrap_or(UNKNOWN_KIND)
+    KIND_PATHS
+        .iter()
+        .position(|(k, _)| *k == kind)
+        .map(|i| i as KindCode)
+        .unwrap_or(UNKNOWN_KIND)
 }
 
 /// One indexed event.
@@ -143,7 +147,9 @@ fn entry_for(event: &Event, file_index: u32) -> StoredEvent {
         timestamp: event.timestamp().into(),
         kind: kind_code(event.kind()),
         source: event.source(),
-        body: event.search_text().map(|t| t.to_lowercase().into_boxed_str()),
+        body: event
+            .search_text()
+            .map(|t| t.to_lowercase().into_boxed_str()),
         json: Arc::from(event.to_api_json()),
         file_index,
     }
@@ -152,7 +158,10 @@ fn entry_for(event: &Event, file_index: u32) -> StoredEvent {
 impl EventLog {
     /// An empty log stored in `events_dir` (created on the first write).
     pub fn new(events_dir: PathBuf) -> EventLog {
-        EventLog { dir: events_dir, ..EventLog::default() }
+        EventLog {
+            dir: events_dir,
+            ..EventLog::default()
+        }
     }
 
     /// Reads every `event-NNNNN-<id>.json` of `events_dir` in index order. Unreadable files
@@ -206,7 +215,11 @@ impl EventLog {
             log.next_index = log.next_index.max(idx + 1);
         }
         log.rebuild_order();
-        log.last_timestamp = log.sorted.last().map(|&i| log.entries[i as usize].timestamp.to_string()).unwrap_or_default();
+        log.last_timestamp = log
+            .sorted
+            .last()
+            .map(|&i| log.entries[i as usize].timestamp.to_string())
+            .unwrap_or_default();
         Ok(Loaded { log, warnings })
     }
 
@@ -218,7 +231,11 @@ impl EventLog {
 
     fn rebuild_order(&mut self) {
         let mut sorted: Vec<u32> = (0..self.entries.len() as u32).collect();
-        sorted.sort_by(|&a, &b| self.entries[a as usize].timestamp.cmp(&self.entries[b as usize].timestamp));
+        sorted.sort_by(|&a, &b| {
+            self.entries[a as usize]
+                .timestamp
+                .cmp(&self.entries[b as usize].timestamp)
+        });
         self.rank = vec![0; sorted.len()];
         for (pos, &e) in sorted.iter().enumerate() {
             self.rank[e as usize] = pos as u32;
@@ -255,7 +272,11 @@ impl EventLog {
         let index = self.next_index;
         self.next_index += 1;
         let bytes = event.to_disk_json()?;
-        Ok(Prepared { file_name: format!("event-{index:05}-{}.json", event.id()), bytes, entry: entry_for(event, index) })
+        Ok(Prepared {
+            file_name: format!("event-{index:05}-{}.json", event.id()),
+            bytes,
+            entry: entry_for(event, index),
+        })
     }
 
     /// Indexes a prepared (and written) event.
@@ -265,7 +286,10 @@ impl EventLog {
             return;
         }
         let n = self.entries.len() as u32;
-        let in_order = self.sorted.last().is_none_or(|&l| self.entries[l as usize].timestamp <= entry.timestamp);
+        let in_order = self
+            .sorted
+            .last()
+            .is_none_or(|&l| self.entries[l as usize].timestamp <= entry.timestamp);
         self.push_entry(entry);
         if in_order {
             self.sorted.push(n);
@@ -277,12 +301,17 @@ impl EventLog {
 
     /// The API JSON of one event.
     pub fn get(&self, id: &str) -> Option<Arc<str>> {
-        self.by_id.get(id).map(|&i| self.entries[i as usize].json.clone())
+        self.by_id
+            .get(id)
+            .map(|&i| self.entries[i as usize].json.clone())
     }
 
     /// Every event in search order (timestamp), for the WebSocket backlog.
     pub fn all_sorted(&self) -> Vec<Arc<str>> {
-        self.sorted.iter().map(|&i| self.entries[i as usize].json.clone()).collect()
+        self.sorted
+            .iter()
+            .map(|&i| self.entries[i as usize].json.clone())
+            .collect()
     }
 
     /// Every event in append order (for the agent's history).
@@ -297,7 +326,13 @@ impl EventLog {
     /// One page: events matching `filter` in timestamp order (reversed when `desc`), starting at
     /// `page_id` (inclusive; unknown or filtered-out ids start from the beginning), at most
     /// `limit`; the second value is the id of the first event of the next page.
-    pub fn search(&self, filter: &EventFilter, desc: bool, page_id: Option<&str>, limit: usize) -> (Vec<Arc<str>>, Option<String>) {
+    pub fn search(
+        &self,
+        filter: &EventFilter,
+        desc: bool,
+        page_id: Option<&str>,
+        limit: usize,
+    ) -> (Vec<Arc<str>>, Option<String>) {
         let start = page_id
             .and_then(|p| self.by_id.get(p))
             .filter(|&&i| filter.matches(&self.entries[i as usize]))
@@ -371,7 +406,15 @@ mod tests {
     }
 
     fn ids(items: &[Arc<str>]) -> Vec<String> {
-        items.iter().map(|j| serde_json::from_str::<Value>(j).unwrap()["id"].as_str().unwrap().to_string()).collect()
+        items
+            .iter()
+            .map(|j| {
+                serde_json::from_str::<Value>(j).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
     }
 
     #[test]
@@ -384,17 +427,33 @@ mod tests {
         // an interrupted write: the temp file exists, the rename never happened
         let mut e = message("three", "2026-01-01T00:00:03");
         let p = log.prepare(&mut e).unwrap();
-        fs::write(dir.join(format!("{}{}-x", files::TEMP_PREFIX, p.file_name)), &p.bytes[..10]).unwrap();
+        fs::write(
+            dir.join(format!("{}{}-x", files::TEMP_PREFIX, p.file_name)),
+            &p.bytes[..10],
+        )
+        .unwrap();
         // and a torn final file from a foreign writer
-        fs::write(dir.join("event-00003-0000000a-0000-0000-0000-000000000000.json"), b"{\"kind\": \"Mess").unwrap();
+        fs::write(
+            dir.join("event-00003-0000000a-0000-0000-0000-000000000000.json"),
+            b"{\"kind\": \"Mess",
+        )
+        .unwrap();
         let loaded = EventLog::load(dir.clone()).unwrap();
         assert_eq!(loaded.log.len(), 2);
         assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(files::TEMP_PREFIX)));
+        assert!(fs::read_dir(&dir).unwrap().all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(files::TEMP_PREFIX)
+        }));
         // appending continues after the highest index seen
         let mut log = loaded.log;
         append(&mut log, message("four", "2026-01-01T00:00:04"));
-        assert!(dir.join(format!("event-00004-{}.json", ids(&log.all_sorted())[2])).exists());
+        assert!(
+            dir.join(format!("event-00004-{}.json", ids(&log.all_sorted())[2]))
+                .exists()
+        );
     }
 
     #[test]
@@ -409,7 +468,12 @@ mod tests {
             } else {
                 message(&format!("Message number {i}"), "")
             };
-            e.set_timestamp(format!("2026-01-01T00:{:02}:{:02}.{:06}", i / 6000, (i / 100) % 60, i % 100));
+            e.set_timestamp(format!(
+                "2026-01-01T00:{:02}:{:02}.{:06}",
+                i / 6000,
+                (i / 100) % 60,
+                i % 100
+            ));
             let p = log.prepare(&mut e).unwrap();
             batch.push((p.file_name, p.bytes));
             entries.push(p.entry);
@@ -421,11 +485,17 @@ mod tests {
         let all = EventFilter::default();
         assert_eq!(log.count(&all), 10_000);
         let states = EventFilter {
-            kind: Some(crate::model::events::kind_from_filter("openhands.sdk.event.conversation_state.ConversationStateUpdateEvent")),
+            kind: Some(crate::model::events::kind_from_filter(
+                "openhands.sdk.event.conversation_state.ConversationStateUpdateEvent",
+            )),
             ..EventFilter::default()
         };
         assert_eq!(log.count(&states), 1000);
-        let users = EventFilter { source: Some(Some(Source::User)), body: Some("number 99".into()), ..EventFilter::default() };
+        let users = EventFilter {
+            source: Some(Some(Source::User)),
+            body: Some("number 99".into()),
+            ..EventFilter::default()
+        };
         assert_eq!(log.count(&users), 1 + 10 + 100 - 11); // 99, 99x (9x10 minus multiples of 10), 99xx
         // walk every page of 100 ascending and descending
         for desc in [false, true] {
@@ -449,8 +519,14 @@ mod tests {
         }
         // timestamp filters partition the log
         let pivot = "2026-01-01T00:50:00".to_string();
-        let gte = EventFilter { timestamp_gte: Some(pivot.clone()), ..EventFilter::default() };
-        let lt = EventFilter { timestamp_lt: Some(pivot), ..EventFilter::default() };
+        let gte = EventFilter {
+            timestamp_gte: Some(pivot.clone()),
+            ..EventFilter::default()
+        };
+        let lt = EventFilter {
+            timestamp_lt: Some(pivot),
+            ..EventFilter::default()
+        };
         assert_eq!(log.count(&gte) + log.count(&lt), 10_000);
         // an unknown page id starts from the beginning
         let (items, _) = log.search(&all, false, Some("nope"), 1);
@@ -470,7 +546,12 @@ mod tests {
         let ts: Vec<String> = log
             .all_sorted()
             .iter()
-            .map(|j| serde_json::from_str::<Value>(j).unwrap()["timestamp"].as_str().unwrap().to_string())
+            .map(|j| {
+                serde_json::from_str::<Value>(j).unwrap()["timestamp"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(ts, vec!["2026-01-01T00:00:05", "2026-01-01T00:00:05"]);
     }

@@ -11,7 +11,10 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// Writes `bytes` to `dir/name` atomically (without syncing `dir`; see [`sync_dir`]).
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", uuid::Uuid::new_v4().simple()));
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;

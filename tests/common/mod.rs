@@ -55,14 +55,24 @@ impl TestServer {
                 let services = Services::start(cfg).await.expect("services");
                 let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
                 let addr = listener.local_addr().expect("addr");
-                let server = agent_server::start_server(services.clone(), listener).expect("server");
+                let server =
+                    agent_server::start_server(services.clone(), listener).expect("server");
                 tx.send((addr, server.handle())).expect("send");
                 let _ = server.await;
                 services.shutdown().await;
             });
         });
-        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("server start");
-        TestServer { base: format!("http://{addr}"), addr, dir, config, handle, thread: Some(thread) }
+        let (addr, handle) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server start");
+        TestServer {
+            base: format!("http://{addr}"),
+            addr,
+            dir,
+            config,
+            handle,
+            thread: Some(thread),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -81,13 +91,24 @@ impl TestServer {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.client().get(self.url(path)).send().await.expect("request");
+        let r = self
+            .client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self.client().post(self.url(path)).json(body).send().await.expect("request");
+        let r = self
+            .client()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -102,7 +123,8 @@ impl TestServer {
     fn shutdown(&mut self) {
         if let Some(t) = self.thread.take() {
             let h = self.handle.clone();
-            let _ = std::thread::spawn(move || actix_rt::System::new().block_on(h.stop(true))).join();
+            let _ =
+                std::thread::spawn(move || actix_rt::System::new().block_on(h.stop(true))).join();
             let _ = t.join();
         }
     }
