@@ -134,10 +134,10 @@ impl Conversation {
 
     /// Stages a persisted event. State updates of persisted keys also rewrite the state files.
     fn append(&mut self, mut event: Event) {
-        if let Event::StateUpdate(u) = &event {
-            if u.key != "full_state" {
-                self.state_dirty = true;
-            }
+        if let Event::StateUpdate(u) = &event
+            && u.key != "full_state"
+        {
+            self.state_dirty = true;
         }
         match self.log.prepare(&mut event) {
             Ok(p) => self.staged.push(Staged::Event(p)),
@@ -677,13 +677,13 @@ impl Handler<Run> for Conversation {
 impl Handler<Pause> for Conversation {
     type Result = MessageResult<Pause>;
     fn handle(&mut self, _: Pause, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(run) = self.run.as_mut() {
-            if run.step.is_some() {
-                // wait for the step boundary; `step_done` applies the pause
-                let (tx, rx) = oneshot::channel();
-                run.pause_waiters.push(tx);
-                return MessageResult(rx);
-            }
+        if let Some(run) = self.run.as_mut()
+            && run.step.is_some()
+        {
+            // wait for the step boundary; `step_done` applies the pause
+            let (tx, rx) = oneshot::channel();
+            run.pause_waiters.push(tx);
+            return MessageResult(rx);
         }
         self.apply_pause();
         let rx = self.ack();
@@ -927,10 +927,10 @@ impl Handler<Shutdown> for Conversation {
         let work = tokio::task::spawn_blocking(move || {
             if delete {
                 remove_dir_best_effort(&dir);
-            } else if let Some((meta, base)) = files {
-                if let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base)) {
-                    log::error!("conversation {id}: cannot write its state at shutdown: {e}");
-                }
+            } else if let Some((meta, base)) = files
+                && let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base))
+            {
+                log::error!("conversation {id}: cannot write its state at shutdown: {e}");
             }
         });
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, _act, ctx| ctx.stop()))

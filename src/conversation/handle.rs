@@ -186,12 +186,15 @@ impl ConversationHandle {
     }
 }
 
+/// The registry's arbiter and the conversations' arbiter pool.
+type Threads = (Arbiter, Arc<ArbiterPool>);
+
 /// A handle to the registry (app data of the HTTP server).
 #[derive(Clone)]
 pub struct RegistryHandle {
     addr: Addr<ConversationRegistry>,
     /// The registry's own arbiter and the conversations' pool, stopped at shutdown.
-    threads: Arc<Mutex<Option<(Arbiter, Arc<ArbiterPool>)>>>,
+    threads: Arc<Mutex<Option<Threads>>>,
 }
 
 impl RegistryHandle {
@@ -221,11 +224,9 @@ impl RegistryHandle {
         let initial = req.initial_message.clone();
         let (handle, created) = self.addr.send(registry::Create(req)).await??;
         let info = handle.info().await?;
-        if created {
-            if let Some(mut m) = initial {
-                m.run = true;
-                handle.send_message(m).await?;
-            }
+        if created && let Some(mut m) = initial {
+            m.run = true;
+            handle.send_message(m).await?;
         }
         Ok((info, created, handle))
     }

@@ -11,6 +11,8 @@ pub mod arbiters;
 pub mod handle;
 pub mod registry;
 pub mod seam;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -262,7 +262,7 @@ pub struct AgentContext {
 #[serde(tag = "kind")]
 pub enum Condenser {
     LLMSummarizingCondenser {
-        llm: Llm,
+        llm: Box<Llm>,
         #[serde(default = "d_max_size")]
         max_size: i64,
         #[serde(default = "d_keep_first")]
@@ -286,7 +286,7 @@ impl Condenser {
     /// Every LLM inside (for stats registration and normalization).
     pub fn llms_mut(&mut self) -> Vec<&mut Llm> {
         match self {
-            Condenser::LLMSummarizingCondenser { llm, .. } => vec![llm],
+            Condenser::LLMSummarizingCondenser { llm, .. } => vec![&mut **llm],
             Condenser::NoOpCondenser {} => Vec::new(),
             Condenser::PipelineCondenser { condensers } => {
                 condensers.iter_mut().flat_map(|c| c.llms_mut()).collect()
@@ -295,7 +295,7 @@ impl Condenser {
     }
     pub fn llms(&self) -> Vec<&Llm> {
         match self {
-            Condenser::LLMSummarizingCondenser { llm, .. } => vec![llm],
+            Condenser::LLMSummarizingCondenser { llm, .. } => vec![&**llm],
             Condenser::NoOpCondenser {} => Vec::new(),
             Condenser::PipelineCondenser { condensers } => {
                 condensers.iter().flat_map(|c| c.llms()).collect()
@@ -378,10 +378,7 @@ mod tests {
         assert_eq!(v["disable_stop_word"], json!(false));
         assert_eq!(v["enable_encrypted_reasoning"], json!(false));
         assert_eq!(v.as_object().unwrap().len(), 47);
-        assert_eq!(
-            v.to_string().find("\"retry_multiplier\":8.0").is_some(),
-            true
-        );
+        assert!(v.to_string().contains("\"retry_multiplier\":8.0"));
     }
 
     #[test]

@@ -175,10 +175,10 @@ pub fn restore_nulls(v: &mut Value) {
     if let Some((_, order, nullable)) = SCHEMAS.iter().find(|(k, _, _)| *k == kind) {
         reorder_with_nulls(m, order, nullable);
     }
-    if kind == "TerminalObservation" {
-        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            reorder_with_nulls(meta, TERMINAL_METADATA.0, TERMINAL_METADATA.1);
-        }
+    if kind == "TerminalObservation"
+        && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        reorder_with_nulls(meta, TERMINAL_METADATA.0, TERMINAL_METADATA.1);
     }
 }
 

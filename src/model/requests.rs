@@ -14,6 +14,11 @@ use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::Checker;
 use crate::loc;
 
+/// A `loc` prefix as an array (for the `&[Value]` parameters).
+macro_rules! at {
+    ($($part:expr),* $(,)?) => { [$(serde_json::Value::from($part)),*] };
+}
+
 /// The 422 of a checker that found problems.
 fn failed(c: Checker) -> ApiError {
     c.finish()
@@ -328,21 +333,18 @@ pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<A
             let Some(tobj) = model(c, t, tloc.clone()) else {
                 continue;
             };
-            if let Some(name) = c
-                .required(tobj, &tloc, "name")
-                .and_then(|n| c.string(n, with(&tloc, "name")))
+            if let Some(name) = c.required(tobj, &tloc, "name").and_then(|n| c.string(n, with(&tloc, "name")))
+                && name.is_empty()
             {
-                if name.is_empty() {
-                    c.push(
-                        ValidationItem::new(
-                            "string_too_short",
-                            with(&tloc, "name"),
-                            "String should have at least 1 character",
-                            Value::from(""),
-                        )
-                        .with_ctx(json!({"min_length": 1})),
-                    );
-                }
+                c.push(
+                    ValidationItem::new(
+                        "string_too_short",
+                        with(&tloc, "name"),
+                        "String should have at least 1 character",
+                        Value::from(""),
+                    )
+                    .with_ctx(json!({"min_length": 1})),
+                );
             }
             if let Some(p) = tobj.get("params") {
                 c.dict(p, with(&tloc, "params"));
@@ -378,10 +380,10 @@ pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<A
         "system_prompt_kwargs",
         "condenser",
     ] {
-        if let Some(x) = obj.get(k) {
-            if !(x.is_null() && ["mcp_config", "system_prompt_kwargs"].contains(&k)) {
-                known.insert(k.into(), x.clone());
-            }
+        if let Some(x) = obj.get(k)
+            && !(x.is_null() && ["mcp_config", "system_prompt_kwargs"].contains(&k))
+        {
+            known.insert(k.into(), x.clone());
         }
     }
     known.insert("tools".into(), Value::Array(tools));
@@ -537,10 +539,10 @@ fn check_secret(
                     return Ok(None);
                 }
             }
-            if let Some(d) = obj.get("description") {
-                if !d.is_null() {
-                    c.string(d, with(&loc, "description"));
-                }
+            if let Some(d) = obj.get("description")
+                && !d.is_null()
+            {
+                c.string(d, with(&loc, "description"));
             }
             if c.errors.len() > before {
                 return Ok(None);
@@ -598,11 +600,8 @@ fn check_content_item(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<Conte
     if let Some(cp) = obj.get("cache_prompt") {
         text_errs.bool(cp, with(&tloc, "cache_prompt"));
     }
-    match obj.get("type") {
-        Some(t) => {
-            text_errs.literal(t, with(&tloc, "type"), &["text"]);
-        }
-        None => {}
+    if let Some(t) = obj.get("type") {
+        text_errs.literal(t, with(&tloc, "type"), &["text"]);
     }
     if let Some(t) = text_errs.required(obj, &tloc, "text") {
         text_errs.string(t, with(&tloc, "text"));
@@ -636,11 +635,11 @@ fn check_content_item(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<Conte
             v.clone(),
         )),
     }
-    if let Some(u) = image_errs.required(obj, &iloc, "image_urls") {
-        if let Some(list) = image_errs.list(u, with(&iloc, "image_urls")) {
-            for (i, x) in list.iter().enumerate() {
-                image_errs.string(x, with(&with(&iloc, "image_urls"), i));
-            }
+    if let Some(u) = image_errs.required(obj, &iloc, "image_urls")
+        && let Some(list) = image_errs.list(u, with(&iloc, "image_urls"))
+    {
+        for (i, x) in list.iter().enumerate() {
+            image_errs.string(x, with(&with(&iloc, "image_urls"), i));
         }
     }
     if image_errs.errors.is_empty() {
@@ -694,9 +693,9 @@ pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiE
     let Some(obj) = model(&mut c, body, loc!["body"]) else {
         return Err(failed(c));
     };
-    let root = loc!["body"];
+    let root = at!["body"];
     let agent = match c.required(obj, &root, "agent") {
-        Some(a) => check_agent(&mut c, a, &loc!["body", "agent"])?,
+        Some(a) => check_agent(&mut c, a, &at!["body", "agent"])?,
         None => None,
     };
     let workspace = c.required(obj, &root, "workspace").and_then(|w| {
@@ -719,11 +718,11 @@ pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiE
     };
     let policy = match obj.get("confirmation_policy") {
         None => Some(ConfirmationPolicy::default()),
-        Some(p) => check_policy(&mut c, p, &loc!["body", "confirmation_policy"])?,
+        Some(p) => check_policy(&mut c, p, &at!["body", "confirmation_policy"])?,
     };
     let initial_message = match obj.get("initial_message") {
         None | Some(Value::Null) => None,
-        Some(m) => check_message(&mut c, m, &loc!["body", "initial_message"]),
+        Some(m) => check_message(&mut c, m, &at!["body", "initial_message"]),
     };
     let max_iterations = match obj.get("max_iterations") {
         None => d_max_iterations(),
@@ -750,7 +749,7 @@ pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiE
     };
     let secrets = match obj.get("secrets") {
         None | Some(Value::Null) => Some(SecretMap::new()),
-        Some(s) => check_secrets(&mut c, s, &loc!["body", "secrets"], false)?,
+        Some(s) => check_secrets(&mut c, s, &at!["body", "secrets"], false)?,
     };
     c.finish()?;
     match (agent, workspace, policy, secrets) {
@@ -777,7 +776,7 @@ pub fn update_title(body: &Value) -> Result<String, ApiError> {
         return Err(failed(c));
     };
     let title = c
-        .required(obj, &loc!["body"], "title")
+        .required(obj, &at!["body"], "title")
         .and_then(|t| c.string(t, loc!["body", "title"]));
     if let Some(t) = &title {
         let n = t.chars().count();
@@ -813,8 +812,8 @@ pub fn set_policy(body: &Value) -> Result<ConfirmationPolicy, ApiError> {
     let Some(obj) = model(&mut c, body, loc!["body"]) else {
         return Err(failed(c));
     };
-    let p = match c.required(obj, &loc!["body"], "policy") {
-        Some(p) => check_policy(&mut c, p, &loc!["body", "policy"])?,
+    let p = match c.required(obj, &at!["body"], "policy") {
+        Some(p) => check_policy(&mut c, p, &at!["body", "policy"])?,
         None => None,
     };
     c.finish()?;
@@ -828,8 +827,8 @@ pub fn set_analyzer(body: &Value) -> Result<Option<SecurityAnalyzer>, ApiError> 
         return Err(failed(c));
     };
     let a = c
-        .required(obj, &loc!["body"], "security_analyzer")
-        .and_then(|a| check_analyzer(&mut c, a, &loc!["body", "security_analyzer"]));
+        .required(obj, &at!["body"], "security_analyzer")
+        .and_then(|a| check_analyzer(&mut c, a, &at!["body", "security_analyzer"]));
     c.finish()?;
     a.ok_or_else(|| ApiError::internal("invalid analyzer"))
 }
@@ -840,8 +839,8 @@ pub fn update_secrets(body: &Value) -> Result<SecretMap, ApiError> {
     let Some(obj) = model(&mut c, body, loc!["body"]) else {
         return Err(failed(c));
     };
-    let s = match c.required(obj, &loc!["body"], "secrets") {
-        Some(s) => check_secrets(&mut c, s, &loc!["body", "secrets"], true)?,
+    let s = match c.required(obj, &at!["body"], "secrets") {
+        Some(s) => check_secrets(&mut c, s, &at!["body", "secrets"], true)?,
         None => None,
     };
     c.finish()?;
@@ -851,7 +850,7 @@ pub fn update_secrets(body: &Value) -> Result<SecretMap, ApiError> {
 /// POST .../events body.
 pub fn send_message(body: &Value) -> Result<SendMessageRequest, ApiError> {
     let mut c = Checker::new();
-    let m = check_message(&mut c, body, &loc!["body"]);
+    let m = check_message(&mut c, body, &at!["body"]);
     c.finish()?;
     m.ok_or_else(|| ApiError::internal("invalid message"))
 }
@@ -863,7 +862,7 @@ pub fn respond_to_confirmation(body: &Value) -> Result<(bool, String), ApiError>
         return Err(failed(c));
     };
     let accept = c
-        .required(obj, &loc!["body"], "accept")
+        .required(obj, &at!["body"], "accept")
         .and_then(|a| c.bool(a, loc!["body", "accept"]));
     let reason = match obj.get("reason") {
         Some(r) => c.string(r, loc!["body", "reason"]),
@@ -911,7 +910,7 @@ pub fn generate_title(body: &Value) -> Result<(usize, Option<Llm>), ApiError> {
     };
     let llm = match obj.get("llm") {
         None | Some(Value::Null) => None,
-        Some(l) => check_llm(&mut c, l, &loc!["body", "llm"]),
+        Some(l) => check_llm(&mut c, l, &at!["body", "llm"]),
     };
     c.finish()?;
     Ok((max_length.unwrap_or(50) as usize, llm))
@@ -924,7 +923,7 @@ pub fn ask_agent(body: &Value) -> Result<String, ApiError> {
         return Err(failed(c));
     };
     let q = c
-        .required(obj, &loc!["body"], "question")
+        .required(obj, &at!["body"], "question")
         .and_then(|q| c.string(q, loc!["body", "question"]));
     c.finish()?;
     Ok(q.unwrap_or_default())

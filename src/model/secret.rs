@@ -37,8 +37,8 @@ pub enum SecretRead {
 }
 
 thread_local! {
-    static MODE: RefCell<SecretMode> = RefCell::new(SecretMode::Mask);
-    static READ: RefCell<SecretRead> = RefCell::new(SecretRead::Input);
+    static MODE: RefCell<SecretMode> = const { RefCell::new(SecretMode::Mask) };
+    static READ: RefCell<SecretRead> = const { RefCell::new(SecretRead::Input) };
 }
 
 /// Runs `f` with secrets serialized in `mode`.

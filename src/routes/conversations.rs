@@ -148,7 +148,7 @@ async fn batch_get(
         )));
     }
     let mut c = Checker::new();
-    let ids = requests::uuid_list(&mut c, &raw, &loc!["query", "ids"]);
+    let ids = requests::uuid_list(&mut c, &raw, &[Value::from("query"), Value::from("ids")]);
     if raw.len() >= MAX_BATCH_IDS {
         c.push(
             ValidationItem::new(

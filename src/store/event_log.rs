@@ -76,10 +76,10 @@ impl EventFilter {
                 None => return false,
             }
         }
-        if let Some(s) = &self.source {
-            if s.is_none() || e.source != *s {
-                return false;
-            }
+        if let Some(s) = &self.source
+            && (s.is_none() || e.source != *s)
+        {
+            return false;
         }
         if let Some(b) = &self.body {
             match &e.body {
@@ -87,15 +87,15 @@ impl EventFilter {
                 _ => return false,
             }
         }
-        if let Some(g) = &self.timestamp_gte {
-            if *e.timestamp < **g {
-                return false;
-            }
+        if let Some(g) = &self.timestamp_gte
+            && *e.timestamp < **g
+        {
+            return false;
         }
-        if let Some(l) = &self.timestamp_lt {
-            if *e.timestamp >= **l {
-                return false;
-            }
+        if let Some(l) = &self.timestamp_lt
+            && *e.timestamp >= **l
+        {
+            return false;
         }
         true
     }

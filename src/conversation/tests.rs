@@ -1,0 +1,261 @@
+//! Actor-level tests of the subscriber protocol and runs (no HTTP).
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+
+use super::{ConversationHandle, Disconnect, EventBatch, RegistryHandle};
+use crate::model::requests;
+use crate::state::Activity;
+
+/// Collects every frame and disconnect it receives.
+struct Collector {
+    frames: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+    disconnects: Arc<Mutex<Vec<u16>>>,
+    capacity: usize,
+    /// Blocks the arbiter thread on the first batch until released (a stalled subscriber).
+    gate: Option<Mutex<mpsc::Receiver<()>>>,
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.capacity);
+    }
+}
+
+impl Handler<EventBatch> for Collector {
+    type Result = ();
+    fn handle(&mut self, EventBatch(b): EventBatch, _: &mut Context<Self>) {
+        if let Some(g) = self.gate.take()
+            && let Ok(rx) = g.lock()
+        {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+        self.batches.lock().unwrap().push(b.len());
+        self.frames
+            .lock()
+            .unwrap()
+            .extend(b.iter().map(|j| serde_json::from_str::<Value>(j).unwrap()));
+    }
+}
+
+impl Handler<Disconnect> for Collector {
+    type Result = ();
+    fn handle(&mut self, d: Disconnect, _: &mut Context<Self>) {
+        self.disconnects.lock().unwrap().push(d.code);
+    }
+}
+
+struct Probe {
+    frames: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+    disconnects: Arc<Mutex<Vec<u16>>>,
+    addr: Addr<Collector>,
+}
+
+fn collector(
+    capacity: usize,
+    gate: Option<mpsc::Receiver<()>>,
+    arbiter: Option<&ArbiterHandle>,
+) -> Probe {
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let c = Collector {
+        frames: frames.clone(),
+        batches: batches.clone(),
+        disconnects: disconnects.clone(),
+        capacity,
+        gate: gate.map(Mutex::new),
+    };
+    let addr = match arbiter {
+        Some(a) => Collector::start_in_arbiter(a, move |_| c),
+        None => c.start(),
+    };
+    Probe {
+        frames,
+        batches,
+        disconnects,
+        addr,
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn new_conversation(reg: &RegistryHandle, dir: &std::path::Path) -> ConversationHandle {
+    let body = json!({"agent": {"llm": {"model": "m", "api_key": "k"}}, "workspace": {"working_dir": dir.join("ws").to_string_lossy()}});
+    let req = requests::start_conversation(&body).unwrap();
+    reg.start_conversation(req).await.unwrap().2
+}
+
+fn describe(v: &Value) -> String {
+    match v["kind"].as_str() {
+        Some("ConversationStateUpdateEvent") => format!(
+            "state:{}={}",
+            v["key"].as_str().unwrap(),
+            if v["key"] == "full_state" {
+                "*".into()
+            } else {
+                v["value"].to_string()
+            }
+        ),
+        Some(k) => k.to_string(),
+        None => "?".into(),
+    }
+}
+
+#[actix_rt::test]
+async fn subscribe_snapshot_then_live_events_in_log_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    h.send_message(
+        requests::send_message(&json!({"content": [{"type": "text", "text": "hi"}]})).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let live = collector(64, None, None);
+    h.subscribe(
+        live.addr.clone().recipient(),
+        Some(live.addr.clone().recipient()),
+        false,
+    )
+    .await
+    .unwrap();
+    let replay = collector(64, None, None);
+    h.subscribe(replay.addr.clone().recipient(), None, true)
+        .await
+        .unwrap();
+
+    h.run().await.unwrap();
+    h.pause().await.unwrap();
+    wait_until("frames", || live.frames.lock().unwrap().len() >= 5).await;
+    let seq: Vec<String> = live.frames.lock().unwrap().iter().map(describe).collect();
+    assert_eq!(
+        seq,
+        [
+            "state:full_state=*",
+            "state:execution_status=\"running\"",
+            "state:execution_status=\"finished\"",
+            "state:full_state=*",
+            "state:full_state=*", // pause on a finished conversation changes nothing but publishes
+        ]
+        .map(String::from)
+        .to_vec()
+    );
+    // the replay subscriber got the snapshot and the whole backlog as one first batch
+    wait_until("replay", || !replay.batches.lock().unwrap().is_empty()).await;
+    assert_eq!(replay.batches.lock().unwrap()[0], 3);
+    let first: Vec<String> = replay
+        .frames
+        .lock()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(describe)
+        .collect();
+    assert_eq!(
+        first,
+        ["state:full_state=*", "SystemPromptEvent", "MessageEvent"]
+    );
+    // full_state carries the state without nulls, secrets masked
+    let fs = live.frames.lock().unwrap()[0]["value"].clone();
+    assert_eq!(fs["agent"]["llm"]["api_key"], "**********");
+    assert!(fs.get("security_analyzer").is_none());
+    assert!(fs["agent"]["llm"].get("base_url").is_none());
+    assert!(live.disconnects.lock().unwrap().is_empty());
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_stalled_subscriber_is_dropped_and_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let arbiter = Arbiter::new();
+    let (release, gate) = mpsc::channel();
+    let slow = collector(2, Some(gate), Some(&arbiter.handle()));
+    h.subscribe(
+        slow.addr.clone().recipient(),
+        Some(slow.addr.clone().recipient()),
+        false,
+    )
+    .await
+    .unwrap();
+    // the first batch blocks the subscriber's thread; a few more fill its mailbox
+    for i in 0..6 {
+        h.send_message(
+            requests::send_message(
+                &json!({"content": [{"type": "text", "text": format!("m{i}")}]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    release.send(()).unwrap();
+    wait_until("disconnect", || {
+        !slow.disconnects.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        *slow.disconnects.lock().unwrap(),
+        vec![super::SLOW_SUBSCRIBER_CODE]
+    );
+    // dropped: later events do not arrive
+    let n = slow.frames.lock().unwrap().len();
+    h.send_message(requests::send_message(&json!({"content": []})).unwrap())
+        .await
+        .unwrap();
+    h.info().await.unwrap();
+    assert_eq!(slow.frames.lock().unwrap().len(), n);
+    arbiter.stop();
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn second_waiting_run_while_running_is_409() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    // both messages are queued before the first step can complete
+    let a = h.addr().send(super::actor::Run { wait: true });
+    let b = h.addr().send(super::actor::Run { wait: true });
+    let (a, b) = futures_util::join!(a, b);
+    let first = a.unwrap().unwrap().await.unwrap();
+    assert!(first.is_ok());
+    match b.unwrap() {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            format!("409 Conflict: {}", super::actor::ALREADY_RUNNING)
+        ),
+        Ok(_) => panic!("the second run should be refused while the first is active"),
+    }
+    reg.shutdown().await;
+}
