@@ -3,7 +3,11 @@
 
 pub mod conversations;
 pub mod events;
+pub mod desktop;
+pub mod files;
+pub mod git;
 pub mod server;
+pub mod vscode;
 
 use actix_web::web;
 
@@ -12,4 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
+    files::configure(cfg);
+    git::configure(cfg);
+    vscode::configure(cfg);
+    desktop::configure(cfg);
 }

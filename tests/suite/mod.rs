@@ -1,4 +1,6 @@
 //! Integration tests, one module per area.
 
 mod conversations;
+mod files;
 mod foundation;
+mod process;
