@@ -333,7 +333,9 @@ pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<A
             let Some(tobj) = model(c, t, tloc.clone()) else {
                 continue;
             };
-            if let Some(name) = c.required(tobj, &tloc, "name").and_then(|n| c.string(n, with(&tloc, "name")))
+            if let Some(name) = c
+                .required(tobj, &tloc, "name")
+                .and_then(|n| c.string(n, with(&tloc, "name")))
                 && name.is_empty()
             {
                 c.push(

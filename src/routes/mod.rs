@@ -2,8 +2,8 @@
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
 pub mod conversations;
-pub mod events;
 pub mod desktop;
+pub mod events;
 pub mod files;
 pub mod git;
 pub mod server;
