@@ -68,6 +68,7 @@ impl Services {
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
+            Vec::new(),
         )
         .await;
         let vscode = web::Data::new(VscodeHandle::start(&config));

@@ -19,7 +19,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
-use super::{ConversationHandle, Disconnect, EventBatch, SLOW_SUBSCRIBER_CODE, SubscriptionId};
+use super::{
+    ConversationHandle, ConversationNotice, Disconnect, EventBatch, InfoReason,
+    SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
 use crate::model::events::UserRejectObservation;
@@ -27,7 +30,6 @@ use crate::model::{
     ConfirmationPolicy, ConversationInfo, ConversationState, Event, ExecutionStatus,
     SecurityAnalyzer, SendMessageRequest, Source, wire,
 };
-use crate::state::Activity;
 use crate::store::cipher::Fernet;
 use crate::store::dir::{self, ConversationRecord};
 use crate::store::event_log::{self, EventFilter, EventLog, Prepared};
@@ -92,17 +94,18 @@ pub struct Conversation {
     staged: Vec<Staged>,
     /// `meta.json`/`base_state.json` must be rewritten at the next flush.
     state_dirty: bool,
-    cipher: Option<Arc<Fernet>>,
-    activity: Arc<Activity>,
+    shared: Arc<Shared>,
     summary: SharedSummary,
+    /// Announce `InfoReason::Created` to watchers once started (new conversations only).
+    announce_created: bool,
 }
 
 impl Conversation {
     pub fn new(
         record: ConversationRecord,
         dir: PathBuf,
-        cipher: Option<Arc<Fernet>>,
-        activity: Arc<Activity>,
+        shared: Arc<Shared>,
+        announce_created: bool,
     ) -> Self {
         let summary = Arc::new(Mutex::new(Summary {
             status: record.state.execution_status,
@@ -120,9 +123,9 @@ impl Conversation {
             session: Some(AgentSession::default()),
             staged: Vec::new(),
             state_dirty: false,
-            cipher,
-            activity,
+            shared,
             summary,
+            announce_created,
         }
     }
 
@@ -224,7 +227,7 @@ impl Conversation {
 
     fn state_file_bytes(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         self.sync_meta();
-        let meta = dir::meta_bytes(&self.meta, self.cipher.as_ref());
+        let meta = dir::meta_bytes(&self.meta, self.shared.cipher.as_ref());
         let base = dir::base_state_bytes(&self.state);
         match (meta, base) {
             (Ok(m), Ok(b)) => Some((m, b)),
@@ -273,12 +276,15 @@ impl Conversation {
         if let Ok(mut s) = self.summary.lock() {
             s.updated_at = now;
         }
-        self.activity.touch_event();
-        if self.subscribers.is_empty() {
-            return;
-        }
+        self.shared.activity.touch_event();
         let batch = EventBatch(Arc::from(vec![json]));
         let id = self.state.id;
+        for w in &self.shared.watchers {
+            w.do_send(ConversationNotice::Events {
+                id,
+                batch: batch.clone(),
+            });
+        }
         self.subscribers
             .retain(|s| match s.frames.try_send(batch.clone()) {
                 Ok(()) => true,
@@ -463,6 +469,22 @@ impl Conversation {
         }
         self.end_run(Ok(()));
         self.publish_full_state();
+        self.notify_info(InfoReason::Paused);
+    }
+
+    /// Sends the ConversationInfo to the global watchers (conversation webhooks).
+    fn notify_info(&self, reason: InfoReason) {
+        if self.shared.watchers.is_empty() {
+            return;
+        }
+        let info: Arc<str> = Arc::from(self.info_json());
+        for w in &self.shared.watchers {
+            w.do_send(ConversationNotice::Info {
+                id: self.state.id,
+                info: info.clone(),
+                reason,
+            });
+        }
     }
 
     fn info_json(&self) -> String {
@@ -502,6 +524,9 @@ impl Actor for Conversation {
         ctx.set_mailbox_capacity(256);
         // a full_state is published when a conversation starts or loads (webhooks only)
         self.publish_full_state();
+        if std::mem::take(&mut self.announce_created) {
+            self.notify_info(InfoReason::Created);
+        }
         self.flush(ctx);
     }
 
@@ -814,6 +839,7 @@ impl Handler<SetTitle> for Conversation {
             s.updated_at = now;
         }
         self.state_dirty = true;
+        self.notify_info(InfoReason::TitleChanged);
         let rx = self.ack();
         self.flush(ctx);
         MessageResult(rx)
@@ -902,6 +928,9 @@ impl Handler<Unsubscribe> for Conversation {
 impl Handler<Shutdown> for Conversation {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        if m.delete {
+            self.notify_info(InfoReason::Deleted);
+        }
         if let Some(h) = self.run.as_mut().and_then(|r| r.step.take()) {
             ctx.cancel_future(h);
         }

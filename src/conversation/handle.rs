@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
-use super::{Disconnect, EventBatch, SubscriptionId};
+use super::{ConversationNotice, Disconnect, EventBatch, Shared, SubscriptionId};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
 use crate::model::{
@@ -199,15 +199,22 @@ pub struct RegistryHandle {
 
 impl RegistryHandle {
     /// Restores the conversations of `root` and starts the registry and its arbiters.
+    /// `watchers` (webhooks) get a [`ConversationNotice`] for every event of every conversation
+    /// and for lifecycle moments; register them here so they also see the start-up publishes.
     pub async fn start(
         root: PathBuf,
         secret_key: Option<&str>,
         activity: Arc<Activity>,
+        watchers: Vec<Recipient<ConversationNotice>>,
     ) -> RegistryHandle {
         let cipher = secret_key.map(|k| Arc::new(Fernet::from_secret_key(k)));
+        let shared = Arc::new(Shared {
+            cipher,
+            activity,
+            watchers,
+        });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
-        let (addr, arbiter) =
-            ConversationRegistry::start(root, cipher, activity, pool.clone()).await;
+        let (addr, arbiter) = ConversationRegistry::start(root, shared, pool.clone()).await;
         RegistryHandle {
             addr,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),

@@ -38,6 +38,44 @@ pub struct Disconnect {
     pub reason: String,
 }
 
+/// Why a [`ConversationNotice::Info`] was sent (the reference posts ConversationInfo to
+/// conversation webhooks at these moments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoReason {
+    /// A new conversation was started (201).
+    Created,
+    /// POST /pause (whatever the status).
+    Paused,
+    /// PATCH title.
+    TitleChanged,
+    /// DELETE: the last info before the conversation goes away.
+    Deleted,
+}
+
+/// What global watchers (webhooks) receive from every conversation, registered once with
+/// [`RegistryHandle::start`]. Sent with `do_send` (never dropped): the watcher buffers itself.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum ConversationNotice {
+    /// Events of one conversation in emission order, exactly what subscribers get (persisted
+    /// events and `full_state` publishes, including the one at start/load).
+    Events { id: uuid::Uuid, batch: EventBatch },
+    /// The ConversationInfo JSON at a lifecycle moment.
+    Info {
+        id: uuid::Uuid,
+        info: Arc<str>,
+        reason: InfoReason,
+    },
+}
+
+/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, and
+/// the global watchers.
+pub struct Shared {
+    pub cipher: Option<Arc<crate::store::cipher::Fernet>>,
+    pub activity: Arc<crate::state::Activity>,
+    pub watchers: Vec<Recipient<ConversationNotice>>,
+}
+
 /// Identifies a subscription for [`actor::Unsubscribe`].
 pub type SubscriptionId = u64;
 

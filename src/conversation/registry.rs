@@ -10,13 +10,12 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::ConversationHandle;
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
 use super::arbiters::ArbiterPool;
 use super::seam;
+use super::{ConversationHandle, Shared};
 use crate::error::ApiError;
 use crate::model::{ExecutionStatus, StartConversationRequest, wire};
-use crate::state::Activity;
 use crate::store::cipher::Fernet;
 use crate::store::dir::{self, ConversationRecord};
 
@@ -32,8 +31,7 @@ struct Entry {
 pub struct ConversationRegistry {
     /// The configured conversations path (as given: `persistence_dir` shows it verbatim).
     root: PathBuf,
-    cipher: Option<Arc<Fernet>>,
-    activity: Arc<Activity>,
+    shared: Arc<Shared>,
     pool: Arc<ArbiterPool>,
     /// Creation/load order (search ties keep it).
     entries: Vec<Entry>,
@@ -70,12 +68,12 @@ fn spawn_conversation(
     pool: &ArbiterPool,
     record: ConversationRecord,
     root: &std::path::Path,
-    cipher: Option<Arc<Fernet>>,
-    activity: Arc<Activity>,
+    shared: Arc<Shared>,
+    created: bool,
 ) -> (ConversationHandle, SharedSummary) {
     let id = record.state.id;
     let dir = dir::conversation_dir(root, &id);
-    let conv = Conversation::new(record, dir, cipher, activity);
+    let conv = Conversation::new(record, dir, shared, created);
     let summary = conv.summary();
     let addr = Conversation::start_in_arbiter(&pool.pick(), move |_| conv);
     (ConversationHandle::new(id, addr), summary)
@@ -165,16 +163,14 @@ impl ConversationRegistry {
     /// Restores every conversation and starts the registry on its own arbiter.
     pub async fn start(
         root: PathBuf,
-        cipher: Option<Arc<Fernet>>,
-        activity: Arc<Activity>,
+        shared: Arc<Shared>,
         pool: Arc<ArbiterPool>,
     ) -> (Addr<ConversationRegistry>, Arbiter) {
-        let records = restore_all(root.clone(), cipher.clone()).await;
+        let records = restore_all(root.clone(), shared.cipher.clone()).await;
         let n = records.len();
         let mut reg = ConversationRegistry {
             root: root.clone(),
-            cipher: cipher.clone(),
-            activity: activity.clone(),
+            shared: shared.clone(),
             pool: pool.clone(),
             entries: Vec::new(),
             index: HashMap::new(),
@@ -183,8 +179,7 @@ impl ConversationRegistry {
             if reg.index.contains_key(&rec.state.id) {
                 continue;
             }
-            let (handle, summary) =
-                spawn_conversation(&pool, rec, &root, cipher.clone(), activity.clone());
+            let (handle, summary) = spawn_conversation(&pool, rec, &root, shared.clone(), false);
             reg.insert(handle, summary);
         }
         if n > 0 {
@@ -272,7 +267,7 @@ impl Handler<Create> for ConversationRegistry {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::internal(e)))));
         }
         let root = self.root.clone();
-        let cipher = self.cipher.clone();
+        let cipher = self.shared.cipher.clone();
         let work = tokio::task::spawn_blocking(move || {
             actor::create_record(&root, id, &req, cipher.as_ref())
         });
@@ -283,13 +278,8 @@ impl Handler<Create> for ConversationRegistry {
                     Ok(Err(e)) => return Err(ApiError::internal(e.to_string())),
                     Err(e) => return Err(ApiError::internal(e.to_string())),
                 };
-                let (handle, summary) = spawn_conversation(
-                    &act.pool,
-                    record,
-                    &act.root,
-                    act.cipher.clone(),
-                    act.activity.clone(),
-                );
+                let (handle, summary) =
+                    spawn_conversation(&act.pool, record, &act.root, act.shared.clone(), true);
                 act.insert(handle.clone(), summary);
                 Ok((handle, true))
             },

@@ -121,6 +121,7 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
         tmp.path().join("convs"),
         None,
         Arc::new(Activity::default()),
+        Vec::new(),
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -190,6 +191,7 @@ async fn a_stalled_subscriber_is_dropped_and_told() {
         tmp.path().join("convs"),
         None,
         Arc::new(Activity::default()),
+        Vec::new(),
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -241,6 +243,7 @@ async fn second_waiting_run_while_running_is_409() {
         tmp.path().join("convs"),
         None,
         Arc::new(Activity::default()),
+        Vec::new(),
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -257,5 +260,75 @@ async fn second_waiting_run_while_running_is_409() {
         ),
         Ok(_) => panic!("the second run should be refused while the first is active"),
     }
+    reg.shutdown().await;
+}
+
+/// Records what a global watcher (webhooks) receives.
+struct Watcher(Arc<Mutex<Vec<String>>>);
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<super::ConversationNotice> for Watcher {
+    type Result = ();
+    fn handle(&mut self, n: super::ConversationNotice, _: &mut Context<Self>) {
+        let line = match n {
+            super::ConversationNotice::Events { batch, .. } => batch
+                .0
+                .iter()
+                .map(|j| describe(&serde_json::from_str(j).unwrap()))
+                .collect::<Vec<_>>()
+                .join(","),
+            super::ConversationNotice::Info { info, reason, .. } => {
+                let v: Value = serde_json::from_str(&info).unwrap();
+                format!(
+                    "info:{reason:?}:{}",
+                    v["execution_status"].as_str().unwrap()
+                )
+            }
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[actix_rt::test]
+async fn watchers_see_every_conversation_and_lifecycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = Watcher(seen.clone()).start();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        vec![w.recipient()],
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    h.pause().await.unwrap();
+    h.set_title("t".into()).await.unwrap();
+    assert!(reg.delete(h.id()).await.unwrap());
+    wait_until("deleted", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("info:Deleted"))
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "info:Created:idle",
+            "state:full_state=*",
+            "info:Paused:paused",
+            "state:execution_status=\"paused\"",
+            "PauseEvent",
+            "state:full_state=*",
+            "info:TitleChanged:paused",
+            "info:Deleted:paused",
+        ]
+        .map(String::from)
+        .to_vec()
+    );
     reg.shutdown().await;
 }
