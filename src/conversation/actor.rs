@@ -58,8 +58,8 @@ struct Subscriber {
 enum Staged {
     /// A persisted event (already numbered and serialized).
     Event(Prepared),
-    /// A non-persisted event for subscribers only (`full_state`).
-    Publish(Arc<str>),
+    /// A non-persisted event for subscribers only (`full_state`); `touch`: bump `updated_at`.
+    Publish { json: Arc<str>, touch: bool },
     /// Resolved once everything staged before it is persisted and sent.
     Ack(oneshot::Sender<()>),
 }
@@ -175,7 +175,7 @@ impl Conversation {
     /// Stages a `full_state` publish (to subscribers only).
     fn publish_full_state(&mut self) {
         let json = self.full_state_json();
-        self.staged.push(Staged::Publish(json));
+        self.staged.push(Staged::Publish { json, touch: true });
     }
 
     /// A receiver resolved when everything staged so far is persisted and sent.
@@ -196,7 +196,7 @@ impl Conversation {
             .iter()
             .filter_map(|s| match s {
                 Staged::Event(p) => Some((p.file_name.clone(), p.bytes.clone())),
-                Staged::Publish(_) | Staged::Ack(_) => None,
+                Staged::Publish { .. } | Staged::Ack(_) => None,
             })
             .collect();
         let state_files = if std::mem::take(&mut self.state_dirty) {
@@ -258,9 +258,9 @@ impl Conversation {
                 Staged::Event(p) => {
                     let json = p.entry.json.clone();
                     self.log.commit(p.entry);
-                    self.fan_out(json);
+                    self.fan_out(json, true);
                 }
-                Staged::Publish(json) => self.fan_out(json),
+                Staged::Publish { json, touch } => self.fan_out(json, touch),
                 Staged::Ack(tx) => {
                     let _ = tx.send(());
                 }
@@ -270,13 +270,17 @@ impl Conversation {
 
     /// Sends one event to every subscriber with `try_send`; a full or closed mailbox drops the
     /// subscriber (a live one is told with `Disconnect 1013`).
-    fn fan_out(&mut self, json: Arc<str>) {
-        let now = wire::utc_now();
-        self.meta.updated_at = now.clone();
-        if let Ok(mut s) = self.summary.lock() {
-            s.updated_at = now;
+    /// `touch`: bump `updated_at` and the server's idle time (every event except the
+    /// `full_state` of a start-up restore, so a restart keeps `updated_at` and the sort order).
+    fn fan_out(&mut self, json: Arc<str>, touch: bool) {
+        if touch {
+            let now = wire::utc_now();
+            self.meta.updated_at = now.clone();
+            if let Ok(mut s) = self.summary.lock() {
+                s.updated_at = now;
+            }
+            self.shared.activity.touch_event();
         }
-        self.shared.activity.touch_event();
         let batch = EventBatch(Arc::from(vec![json]));
         let id = self.state.id;
         for w in &self.shared.watchers {
@@ -523,7 +527,9 @@ impl Actor for Conversation {
         // commands are awaited with `send`; fan-in from the agent loop is bounded by it too
         ctx.set_mailbox_capacity(256);
         // a full_state is published when a conversation starts or loads (webhooks only)
-        self.publish_full_state();
+        let json = self.full_state_json();
+        let touch = self.announce_created;
+        self.staged.push(Staged::Publish { json, touch });
         if std::mem::take(&mut self.announce_created) {
             self.notify_info(InfoReason::Created);
         }

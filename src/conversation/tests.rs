@@ -332,3 +332,92 @@ async fn watchers_see_every_conversation_and_lifecycle() {
     );
     reg.shutdown().await;
 }
+
+const A1: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0001";
+const A2: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0002";
+
+/// DEVIATIONS #2: rejecting while waiting for confirmation rejects every pending action.
+#[actix_rt::test]
+async fn reject_pending_actions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = RegistryHandle::start(
+        root.clone(),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let action = |id: &str, call: &str| -> crate::model::Event {
+        serde_json::from_value(json!({
+            "kind": "ActionEvent", "id": id, "timestamp": crate::model::wire::event_timestamp_now(), "source": "agent",
+            "thought": [], "thinking_blocks": [], "action": {"kind": "TerminalAction", "command": "ls", "is_input": false, "timeout": null, "reset": false},
+            "tool_name": "terminal", "tool_call_id": call,
+            "tool_call": {"id": call, "name": "terminal", "arguments": "{}", "origin": "completion"},
+            "llm_response_id": "r1", "security_risk": "LOW"
+        }))
+        .unwrap()
+    };
+    h.append(vec![action(A1, "c1"), action(A2, "c2")])
+        .await
+        .unwrap();
+    let id = h.id();
+    reg.shutdown().await;
+    // the run stopped waiting for confirmation (only the agent loop can get there)
+    let base = root.join(id.simple().to_string()).join("base_state.json");
+    let text = std::fs::read_to_string(&base).unwrap().replace(
+        "\"execution_status\": \"idle\"",
+        "\"execution_status\": \"waiting_for_confirmation\"",
+    );
+    std::fs::write(&base, text).unwrap();
+
+    let reg = RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new()).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        h.state().await.unwrap().execution_status,
+        crate::model::ExecutionStatus::WaitingForConfirmation
+    );
+    h.respond_to_confirmation(false, "not now".into())
+        .await
+        .unwrap();
+    let tail: Vec<Value> = h
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|e| serde_json::from_str::<Value>(&e.to_api_json()).unwrap())
+        .collect();
+    assert_eq!(
+        tail.len(),
+        3,
+        "{:?}",
+        h.history()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind().to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (tail[0]["key"].clone(), tail[0]["value"].clone()),
+        (json!("execution_status"), json!("idle"))
+    );
+    for (e, (a, c)) in tail[1..].iter().zip([(A1, "c1"), (A2, "c2")]) {
+        assert_eq!(e["kind"], "UserRejectObservation");
+        assert_eq!(
+            (
+                e["action_id"].as_str(),
+                e["tool_call_id"].as_str(),
+                e["rejection_reason"].as_str()
+            ),
+            (Some(a), Some(c), Some("not now"))
+        );
+    }
+    assert_eq!(
+        h.state().await.unwrap().execution_status,
+        crate::model::ExecutionStatus::Idle
+    );
+    reg.shutdown().await;
+}

@@ -127,14 +127,15 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Parses `event-<index>-<id>.json`.
+/// Parses `event-<index>-<id>.json` (at least 5 index digits).
 fn parse_file_name(name: &str) -> Option<(u32, &str)> {
     let rest = name.strip_prefix("event-")?.strip_suffix(".json")?;
     let (idx, id) = rest.split_once('-')?;
     if idx.len() < 5 || !idx.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+    // the reference only reloads UUID-like ids; this server reloads any id it wrote
+    if id.is_empty() {
         return None;
     }
     Some((idx.parse().ok()?, id))
