@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
@@ -36,6 +37,8 @@ pub struct ConversationRegistry {
     /// Creation/load order (search ties keep it).
     entries: Vec<Entry>,
     index: HashMap<Uuid, usize>,
+    /// Ids whose directory is being created, with the start requests waiting for them.
+    creating: HashMap<Uuid, Vec<CreateWaiter>>,
 }
 
 impl Actor for ConversationRegistry {
@@ -174,6 +177,7 @@ impl ConversationRegistry {
             pool: pool.clone(),
             entries: Vec::new(),
             index: HashMap::new(),
+            creating: HashMap::new(),
         };
         for rec in records {
             if reg.index.contains_key(&rec.state.id) {
@@ -255,35 +259,63 @@ pub struct All;
 
 // --------------------------------------------------------------------- handlers
 
+/// Answer to a start request that arrived while the same id was being created.
+type CreateWaiter = oneshot::Sender<Result<ConversationHandle, ApiError>>;
+
 impl Handler<Create> for ConversationRegistry {
-    type Result = AtomicResponse<Self, Result<(ConversationHandle, bool), ApiError>>;
+    type Result = ResponseActFuture<Self, Result<(ConversationHandle, bool), ApiError>>;
     fn handle(&mut self, Create(req): Create, _: &mut Context<Self>) -> Self::Result {
         let id = req.conversation_id.unwrap_or_else(Uuid::new_v4);
         if let Some(&i) = self.index.get(&id) {
             let h = self.entries[i].handle.clone();
-            return AtomicResponse::new(Box::pin(actix::fut::ready(Ok((h, false)))));
+            return Box::pin(actix::fut::ready(Ok((h, false))));
+        }
+        if let Some(waiters) = self.creating.get_mut(&id) {
+            // the same id is being created right now: answer like a second start (200)
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            return Box::pin(actix::fut::wrap_future::<_, Self>(async move {
+                match rx.await {
+                    Ok(Ok(h)) => Ok((h, false)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(ApiError::internal("conversation creation was abandoned")),
+                }
+            }));
         }
         if let Err(e) = seam::check_tools(&req.agent) {
-            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ApiError::internal(e)))));
+            return Box::pin(actix::fut::ready(Err(ApiError::internal(e))));
         }
+        // the directory I/O runs on the blocking pool; the registry keeps serving meanwhile
+        self.creating.insert(id, Vec::new());
         let root = self.root.clone();
         let cipher = self.shared.cipher.clone();
         let work = tokio::task::spawn_blocking(move || {
             actor::create_record(&root, id, &req, cipher.as_ref())
         });
-        AtomicResponse::new(Box::pin(actix::fut::wrap_future::<_, Self>(work).map(
-            move |res, act, _ctx| {
-                let record = match res {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => return Err(ApiError::internal(e.to_string())),
-                    Err(e) => return Err(ApiError::internal(e.to_string())),
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _ctx| {
+                let waiters = act.creating.remove(&id).unwrap_or_default();
+                let result = match res {
+                    Ok(Ok(record)) => {
+                        let (handle, summary) = spawn_conversation(
+                            &act.pool,
+                            record,
+                            &act.root,
+                            act.shared.clone(),
+                            true,
+                        );
+                        act.insert(handle.clone(), summary);
+                        Ok(handle)
+                    }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 };
-                let (handle, summary) =
-                    spawn_conversation(&act.pool, record, &act.root, act.shared.clone(), true);
-                act.insert(handle.clone(), summary);
-                Ok((handle, true))
-            },
-        )))
+                for w in waiters {
+                    let _ = w.send(result.clone().map_err(ApiError::internal));
+                }
+                result.map(|h| (h, true)).map_err(ApiError::internal)
+            }),
+        )
     }
 }
 

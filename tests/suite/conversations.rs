@@ -1056,3 +1056,22 @@ async fn serves_the_reference_example_directory() {
     let (_, n) = s.get_json(&format!("/api/conversations/{id}/events/count?kind=openhands.sdk.event.llm_convertible.action.ActionEvent")).await;
     assert_eq!(n, 2);
 }
+
+#[tokio::test]
+async fn concurrent_starts_of_one_id_create_it_once() {
+    let s = TestServer::start();
+    let cid = uuid::Uuid::new_v4().to_string();
+    let b = body(&s, json!({"conversation_id": cid}));
+    let c = s.client();
+    let url = s.url("/api/conversations");
+    let reqs = (0..4).map(|_| c.post(&url).json(&b).send());
+    let mut statuses: Vec<u16> = futures_util::future::join_all(reqs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 200, 201]);
+    assert_eq!(s.get_json("/api/conversations/count").await.1, 1);
+    assert_eq!(all_events(&s, &cid).await.len(), 1);
+}
