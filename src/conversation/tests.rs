@@ -421,3 +421,50 @@ async fn reject_pending_actions() {
     );
     reg.shutdown().await;
 }
+
+/// DEVIATIONS #6: stats survive a restart (the reference resets them).
+#[actix_rt::test]
+async fn stats_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = RegistryHandle::start(
+        root.clone(),
+        Some("key"),
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let mut stats = h.state().await.unwrap().stats;
+    let m = stats.usage_to_metrics.get_mut("default").unwrap();
+    m.accumulated_cost = 0.25;
+    m.token_usages.push(crate::model::conversation::TokenUsage {
+        model: "m".into(),
+        prompt_tokens: 10,
+        ..Default::default()
+    });
+    h.update_stats(stats.clone()).await.unwrap();
+    let id = h.id();
+    let info_before = h.info().await.unwrap();
+    reg.shutdown().await;
+
+    let reg =
+        RegistryHandle::start(root, Some("key"), Arc::new(Activity::default()), Vec::new()).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    assert_eq!(h.state().await.unwrap().stats, stats);
+    assert_eq!(h.info().await.unwrap(), info_before);
+    let last = h.history().await.unwrap().pop().unwrap();
+    let v: Value = serde_json::from_str(&last.to_api_json()).unwrap();
+    assert_eq!(v["key"], "stats");
+    assert_eq!(
+        v["value"]["usage_to_metrics"]["default"]["accumulated_cost"],
+        0.25
+    );
+    assert!(
+        v["value"]["usage_to_metrics"]["default"]
+            .get("token_usages")
+            .is_none(),
+        "snapshot form"
+    );
+    reg.shutdown().await;
+}
