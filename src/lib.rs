@@ -16,20 +16,29 @@
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
 //! - [`sidecar`]: supervisors of the optional VS Code and VNC desktop processes.
+//! - [`llm`]: LLM clients (OpenAI Chat Completions, Anthropic Messages, OpenAI Responses), provider
+//!   routing by model prefix, retries, error mapping, usage metrics.
+//! - [`tools`]: built-in tools (terminal on a PTY, file_editor, task_tracker, finish, think): their
+//!   LLM schemas, argument validation and per-conversation execution.
+//! - [`agent`]: pure cores of the agent loop (system prompt, events → LLM messages, reply → events,
+//!   confirmation, stuck detection, condensation, title / ask-agent) and a one-step driver.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
+pub mod agent;
 pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod http;
+pub mod llm;
 pub mod logging;
 pub mod model;
 pub mod routes;
 pub mod sidecar;
 pub mod state;
 pub mod store;
+pub mod tools;
 pub mod workspace;
 
 use std::net::TcpListener;

@@ -7,6 +7,7 @@ pub mod events;
 pub mod files;
 pub mod git;
 pub mod server;
+pub mod tools;
 pub mod vscode;
 
 use actix_web::web;
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
+    tools::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);
     vscode::configure(cfg);

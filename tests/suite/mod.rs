@@ -4,3 +4,4 @@ mod conversations;
 mod files;
 mod foundation;
 mod process;
+mod tools;
