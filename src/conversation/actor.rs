@@ -563,6 +563,11 @@ pub struct GetState;
 #[rtype(result = "Vec<Event>")]
 pub struct GetHistory;
 
+/// Every event's API JSON in append order (cheap: shared strings, no parsing).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<str>>")]
+pub struct GetHistoryJson;
+
 /// Starts a run. `wait`: POST /run (409 if a run is active; the reply resolves when the run
 /// ends and a `full_state` is published). Otherwise a background start that is a no-op while
 /// a run is active, replying at once.
@@ -680,6 +685,13 @@ impl Handler<GetHistory> for Conversation {
     type Result = MessageResult<GetHistory>;
     fn handle(&mut self, _: GetHistory, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.history())
+    }
+}
+
+impl Handler<GetHistoryJson> for Conversation {
+    type Result = MessageResult<GetHistoryJson>;
+    fn handle(&mut self, _: GetHistoryJson, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.log.all_appended().map(|e| e.json.clone()).collect())
     }
 }
 

@@ -67,6 +67,22 @@ impl ConversationHandle {
         Ok(self.addr.send(actor::GetHistory).await?)
     }
 
+    /// Every event's API JSON in append order (agent loops working on JSON values).
+    pub async fn history_json(&self) -> Result<Vec<Arc<str>>, ApiError> {
+        Ok(self.addr.send(actor::GetHistoryJson).await?)
+    }
+
+    /// Appends events given as JSON objects (API form, `kind` first); a value that is not an
+    /// event is an error and nothing is appended.
+    pub async fn append_json(&self, events: Vec<serde_json::Value>) -> Result<(), ApiError> {
+        let parsed = events
+            .into_iter()
+            .map(serde_json::from_value::<Event>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::internal(format!("invalid event: {e}")))?;
+        self.append(parsed).await
+    }
+
     /// POST /run: resolves when the run ends; 409 while another run is active.
     pub async fn run(&self) -> Result<(), ApiError> {
         let rx = self.addr.send(actor::Run { wait: true }).await??;

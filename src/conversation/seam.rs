@@ -8,8 +8,9 @@
 //!   step runs), and applies the [`StepOutcome`] when it resolves: `Continue` spawns the next
 //!   step (unless a pause was requested or `max_iterations` is reached), anything else ends the
 //!   run. Events produced *during* a step are appended with [`ConversationHandle::append`]
-//!   (persisted, indexed and fanned out before the call returns), statistics with
-//!   [`ConversationHandle::update_stats`];
+//!   (persisted, indexed and fanned out before the call returns; `append_json` for JSON
+//!   values), statistics with [`ConversationHandle::update_stats`]; the history is
+//!   [`ConversationHandle::history`] (typed) or `history_json` (shared API JSON strings);
 //! - [`pending_actions`] for `respond_to_confirmation` with `accept: false`;
 //! - [`generate_title_with_llm`] and [`ask_agent`] for the two LLM-backed routes.
 

@@ -468,3 +468,24 @@ async fn stats_survive_a_restart() {
     );
     reg.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn json_history_and_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let ev = json!({"kind": "AgentErrorEvent", "id": crate::model::wire::new_event_id(), "timestamp": crate::model::wire::event_timestamp_now(),
+        "source": "agent", "tool_name": "x", "tool_call_id": "c", "error": "boom"});
+    h.append_json(vec![ev.clone()]).await.unwrap();
+    assert!(h.append_json(vec![json!({"kind": 5})]).await.is_err());
+    let hist = h.history_json().await.unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(serde_json::from_str::<Value>(&hist[1]).unwrap(), ev);
+    reg.shutdown().await;
+}
