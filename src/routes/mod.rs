@@ -2,7 +2,9 @@
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
 pub mod bash;
+pub mod conversations;
 pub mod desktop;
+pub mod events;
 pub mod files;
 pub mod git;
 pub mod server;
@@ -14,6 +16,8 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    conversations::configure(cfg);
+    events::configure(cfg);
     tools::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);

@@ -1,6 +1,7 @@
 //! Integration tests, one module per area.
 
 mod bash;
+mod conversations;
 mod files;
 mod foundation;
 mod process;
