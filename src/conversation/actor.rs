@@ -644,9 +644,10 @@ pub struct GetEvents(pub Vec<String>);
 
 /// Registers a subscriber: sends it the `full_state` snapshot then, with `resend_all`, every
 /// stored event in search order (one [`EventBatch`]), then adds it to the fan-out list, all in
-/// this one handler so no event is missed or duplicated.
+/// this one handler so no event is missed or duplicated. Refused (429, nothing sent) when the
+/// conversation has `max_subscribers` already.
 #[derive(Message)]
-#[rtype(result = "SubscriptionId")]
+#[rtype(result = "Result<SubscriptionId, ApiError>")]
 pub struct Subscribe {
     pub frames: Recipient<EventBatch>,
     pub disconnect: Option<Recipient<Disconnect>>,
@@ -917,8 +918,15 @@ impl Handler<GetEvents> for Conversation {
 }
 
 impl Handler<Subscribe> for Conversation {
-    type Result = SubscriptionId;
-    fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) -> SubscriptionId {
+    type Result = Result<SubscriptionId, ApiError>;
+    fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let max = self.shared.limits.max_subscribers;
+        if self.subscribers.len() >= max {
+            return Err(ApiError::client(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many subscribers to this conversation (limit {max})"),
+            ));
+        }
         let mut frames = vec![self.full_state_json()];
         if m.resend_all {
             frames.extend(self.log.all_sorted());
@@ -932,7 +940,7 @@ impl Handler<Subscribe> for Conversation {
             frames: m.frames,
             disconnect: m.disconnect,
         });
-        id
+        Ok(id)
     }
 }
 

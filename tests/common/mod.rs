@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod proc;
+pub mod raw;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::mpsc;

@@ -5,4 +5,5 @@ mod conversations;
 mod files;
 mod foundation;
 mod process;
+mod shutdown;
 mod tools;
