@@ -5,6 +5,7 @@
 
 pub mod proc;
 pub mod raw;
+pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! Integration tests, one module per area.
 
+mod auth;
 mod bash;
 mod conversations;
 mod files;
