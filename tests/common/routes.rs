@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{TestServer, poll};
+use super::{KEY, TestServer, poll};
 
 /// An agent whose LLM fails at once (closed port, no retries): runs end quickly whatever the
 /// agent loop does.
@@ -43,35 +43,55 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn create(s: &TestServer) -> Fixture {
+        Self::create_at(&s.base, KEY).await
+    }
+
+    /// Creates the objects through the server at `base` with session key `key`.
+    pub async fn create_at(base: &str, key: &str) -> Fixture {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("X-Session-API-Key", key.parse().expect("header"));
+        let client = reqwest::Client::builder()
+            .default_headers(h)
+            .build()
+            .expect("client");
+        let post = |path: &str, body: Value| {
+            let req = client.post(format!("{base}{path}")).json(&body);
+            async move {
+                let r = req.send().await.expect("request");
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let get = |path: &str| {
+            let req = client.get(format!("{base}{path}"));
+            async move {
+                let r = req.send().await.expect("request");
+                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
         let dir = tempfile::tempdir().expect("tempdir");
-        let (st, info) = s
-            .post_json(
-                "/api/conversations",
-                &json!({
-                    "agent": failing_agent("sk-fixture"),
-                    "workspace": {"working_dir": dir.path().join("ws").to_string_lossy()},
-                    "max_iterations": 1,
-                }),
-            )
-            .await;
+        let (st, info) = post(
+            "/api/conversations",
+            json!({
+                "agent": failing_agent("sk-fixture"),
+                "workspace": {"working_dir": dir.path().join("ws").to_string_lossy()},
+                "max_iterations": 1,
+            }),
+        )
+        .await;
         assert_eq!(st, 201, "{info}");
         let conversation = info["id"].as_str().expect("id").to_string();
-        let (st, _) = s
-            .post_json(
-                &format!("/api/conversations/{conversation}/events"),
-                &json!({"content": [{"type": "text", "text": "hello"}]}),
-            )
-            .await;
+        let (st, _) = post(
+            &format!("/api/conversations/{conversation}/events"),
+            json!({"content": [{"type": "text", "text": "hello"}]}),
+        )
+        .await;
         assert_eq!(st, 200);
-        let (_, page) = s
-            .get_json(&format!(
-                "/api/conversations/{conversation}/events/search?limit=1"
-            ))
-            .await;
+        let (_, page) = get(&format!(
+            "/api/conversations/{conversation}/events/search?limit=1"
+        ))
+        .await;
         let event = page["items"][0]["id"].as_str().expect("event").to_string();
-        let (st, cmd) = s
-            .post_json("/api/bash/start_bash_command", &json!({"command": "true"}))
-            .await;
+        let (st, cmd) = post("/api/bash/start_bash_command", json!({"command": "true"})).await;
         assert_eq!(st, 200, "{cmd}");
         let bash_event = cmd["id"].as_str().expect("id").to_string();
         let file = dir.path().join("file.txt");
@@ -98,9 +118,7 @@ impl Fixture {
         std::fs::write(repo.join("a.txt"), b"two\n").expect("write");
         // the bash command is recorded before anything else runs against the fixture
         poll(Duration::from_secs(10), "bash event", || async {
-            let (st, _) = s
-                .get_json(&format!("/api/bash/bash_events/{bash_event}"))
-                .await;
+            let (st, _) = get(&format!("/api/bash/bash_events/{bash_event}")).await;
             (st == 200).then_some(())
         })
         .await;

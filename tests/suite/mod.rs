@@ -5,6 +5,7 @@ mod bash;
 mod conversations;
 mod files;
 mod foundation;
+mod hostile;
 mod process;
 mod shutdown;
 mod tools;
