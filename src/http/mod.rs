@@ -2,6 +2,8 @@
 //! 404/405/307 answers, CORS, session-key authentication and the access log.
 
 pub mod extractor_errors;
+#[cfg(test)]
+mod proptests;
 pub mod validate;
 
 use std::time::Instant;

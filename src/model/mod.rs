@@ -8,6 +8,8 @@ pub mod agent;
 pub mod conversation;
 pub mod events;
 pub mod message;
+#[cfg(test)]
+mod proptests;
 pub mod requests;
 pub mod secret;
 pub mod wire;

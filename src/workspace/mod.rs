@@ -6,5 +6,7 @@
 pub mod download;
 pub mod git;
 pub mod pypath;
+#[cfg(test)]
+mod proptests;
 pub mod trajectory;
 pub mod upload;

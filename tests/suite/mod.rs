@@ -6,6 +6,7 @@ mod conversations;
 mod files;
 mod foundation;
 mod hostile;
+mod limits;
 mod process;
 mod shutdown;
 mod tools;
