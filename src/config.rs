@@ -564,7 +564,10 @@ mod tests {
             let e = Config::load_from(None, &env(&[(var, "0")])).unwrap_err();
             assert!(e.to_string().contains(var), "{e}");
             let e = Config::load_from(None, &env(&[(var, "-1")])).unwrap_err();
-            assert!(e.to_string().contains("invalid") || e.to_string().contains(var), "{e}");
+            assert!(
+                e.to_string().contains("invalid") || e.to_string().contains(var),
+                "{e}"
+            );
         }
     }
 }

@@ -22,7 +22,10 @@ fn arb_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::vec(
-                (prop::sample::select(vec!["command", "cwd", "timeout", "x"]), inner),
+                (
+                    prop::sample::select(vec!["command", "cwd", "timeout", "x"]),
+                    inner
+                ),
                 0..4
             )
             .prop_map(|kv| Value::Object(

@@ -232,14 +232,13 @@ impl ConversationHandle {
         disconnect: Option<Recipient<Disconnect>>,
         resend_all: bool,
     ) -> Result<SubscriptionId, ApiError> {
-        Ok(self
-            .addr
+        self.addr
             .send(actor::Subscribe {
                 frames,
                 disconnect,
                 resend_all,
             })
-            .await??)
+            .await?
     }
 
     /// Fire-and-forget unsubscribe (for `stopping()` of a subscriber).

@@ -5,8 +5,8 @@
 
 pub mod download;
 pub mod git;
-pub mod pypath;
 #[cfg(test)]
 mod proptests;
+pub mod pypath;
 pub mod trajectory;
 pub mod upload;

@@ -133,7 +133,10 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
                 return false;
             };
             let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.len() > 2 && fields[0] != "Z" && fields[0] != "X" && fields[2] == pgid.to_string()
+            fields.len() > 2
+                && fields[0] != "Z"
+                && fields[0] != "X"
+                && fields[2] == pgid.to_string()
         })
         .collect()
 }

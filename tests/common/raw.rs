@@ -29,7 +29,12 @@ impl RawResponse {
 /// Sends `head` (request line and headers, without the final blank line) and `body` with
 /// `Connection: close`, reads the whole answer (bounded by `timeout`). `None` when the server
 /// closed the connection without an HTTP answer.
-pub fn request(addr: SocketAddr, head: &[u8], body: &[u8], timeout: Duration) -> Option<RawResponse> {
+pub fn request(
+    addr: SocketAddr,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> Option<RawResponse> {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(timeout)).expect("timeout");
     s.set_write_timeout(Some(timeout)).expect("timeout");
@@ -63,7 +68,11 @@ fn parse(raw: &[u8]) -> Option<RawResponse> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
     Some(RawResponse {
         status,
         headers,
@@ -74,7 +83,8 @@ fn parse(raw: &[u8]) -> Option<RawResponse> {
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }

@@ -58,14 +58,20 @@ impl Fixture {
             let req = client.post(format!("{base}{path}")).json(&body);
             async move {
                 let r = req.send().await.expect("request");
-                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    r.status().as_u16(),
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             }
         };
         let get = |path: &str| {
             let req = client.get(format!("{base}{path}"));
             async move {
                 let r = req.send().await.expect("request");
-                (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+                (
+                    r.status().as_u16(),
+                    r.json::<Value>().await.unwrap_or(Value::Null),
+                )
             }
         };
         let dir = tempfile::tempdir().expect("tempdir");

@@ -248,12 +248,10 @@ async fn api_routes_and_sockets_refuse_missing_or_wrong_keys() {
         for (i, attempt) in attempts.into_iter().enumerate() {
             let attempt = match effective_body(pattern, &fx, &marker) {
                 Some(body) => attempt.json(&body),
-                None => attempt.multipart(
-                    reqwest::multipart::Form::new().part(
-                        "file",
-                        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("f"),
-                    ),
-                ),
+                None => attempt.multipart(reqwest::multipart::Form::new().part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("f"),
+                )),
             };
             let a = send(attempt).await;
             assert_eq!(
@@ -271,7 +269,10 @@ async fn api_routes_and_sockets_refuse_missing_or_wrong_keys() {
             );
         }
     }
-    assert!(api_routes >= 35, "only {api_routes} /api routes in the table?");
+    assert!(
+        api_routes >= 35,
+        "only {api_routes} /api routes in the table?"
+    );
     // nothing happened
     assert!(!marker.exists(), "a command ran without a key");
     assert!(!uploaded.exists(), "a file was written without a key");
@@ -335,7 +336,10 @@ async fn keys_and_secrets_never_reach_the_log() {
         let req = c.post(format!("{base}{path}")).json(&body);
         async move {
             let r = req.send().await.expect("request");
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
 
@@ -363,13 +367,28 @@ async fn keys_and_secrets_never_reach_the_log() {
     .await;
     assert_eq!(st, 200);
     for (path, body) in [
-        (format!("/api/conversations/{id}/events"), json!({"content": [{"type": "text", "text": "again"}], "run": true})),
+        (
+            format!("/api/conversations/{id}/events"),
+            json!({"content": [{"type": "text", "text": "again"}], "run": true}),
+        ),
         (format!("/api/conversations/{id}/generate_title"), json!({})),
-        (format!("/api/conversations/{id}/ask_agent"), json!({"question": "what?"})),
+        (
+            format!("/api/conversations/{id}/ask_agent"),
+            json!({"question": "what?"}),
+        ),
         (format!("/api/conversations/{id}/run"), json!({})),
-        ("/api/bash/execute_bash_command".to_string(), json!({"command": "echo $HOME; env | wc -l"})),
-        ("/api/bash/start_bash_command".to_string(), json!({"command": "ls /", "cwd": "/"})),
-        ("/api/conversations".to_string(), json!({"agent": {"llm": {"model": "m", "api_key": LLM_KEY, "bogus": 1}}})),
+        (
+            "/api/bash/execute_bash_command".to_string(),
+            json!({"command": "echo $HOME; env | wc -l"}),
+        ),
+        (
+            "/api/bash/start_bash_command".to_string(),
+            json!({"command": "ls /", "cwd": "/"}),
+        ),
+        (
+            "/api/conversations".to_string(),
+            json!({"agent": {"llm": {"model": "m", "api_key": LLM_KEY, "bogus": 1}}}),
+        ),
     ] {
         let (st, body) = post(&path, body).await;
         assert!(st < 600, "{path}: {st} {body}");
@@ -384,11 +403,15 @@ async fn keys_and_secrets_never_reach_the_log() {
     assert_eq!(r.status(), 401);
     let ws = format!("ws://127.0.0.1:{}/sockets/bash-events", server.port);
     assert_eq!(
-        handshake(&format!("{ws}?session_api_key={WRONG_KEY}")).await.0,
+        handshake(&format!("{ws}?session_api_key={WRONG_KEY}"))
+            .await
+            .0,
         403
     );
     assert_eq!(
-        handshake(&format!("{ws}?session_api_key={SESSION_KEY}")).await.0,
+        handshake(&format!("{ws}?session_api_key={SESSION_KEY}"))
+            .await
+            .0,
         101
     );
     // a restart reads the encrypted secrets back
@@ -419,7 +442,10 @@ async fn keys_and_secrets_never_reach_the_log() {
             continue;
         }
         let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-        let found = leaks(&text, &[LLM_KEY, STATIC_SECRET, PLAIN_SECRET, LOOKUP_HEADER]);
+        let found = leaks(
+            &text,
+            &[LLM_KEY, STATIC_SECRET, PLAIN_SECRET, LOOKUP_HEADER],
+        );
         assert_eq!(found, Vec::<&str>::new(), "{} holds a secret", p.display());
         checked += 1;
     }

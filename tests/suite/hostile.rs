@@ -71,7 +71,9 @@ async fn status_json(r: reqwest::Response) -> (u16, Value) {
 }
 
 async fn healthy(base: &str) {
-    let r = reqwest::get(format!("{base}/health")).await.expect("health");
+    let r = reqwest::get(format!("{base}/health"))
+        .await
+        .expect("health");
     assert_eq!(r.status(), 200);
 }
 
@@ -155,8 +157,8 @@ async fn every_json_route_answers_oversized_bodies_with_a_413_json_error() {
              Content-Type: application/json\r\nTransfer-Encoding: chunked",
             fx.path(pattern)
         );
-        let a = raw::request(s.addr, head.as_bytes(), &chunked, REQUEST_DEADLINE)
-            .expect("an answer");
+        let a =
+            raw::request(s.addr, head.as_bytes(), &chunked, REQUEST_DEADLINE).expect("an answer");
         assert_eq!(
             (a.status, a.json(), a.header("content-type")),
             (
@@ -219,9 +221,11 @@ async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
     for body in &bodies {
         ws.send(Message::Text(body.clone())).await.unwrap();
     }
-    ws.send(Message::Text(json!({"command": "echo still-here"}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        json!({"command": "echo still-here"}).to_string(),
+    ))
+    .await
+    .unwrap();
     let out = next_output(&mut ws).await;
     assert_eq!(out["stdout"], "still-here\n");
     healthy(&s.base).await;
@@ -231,11 +235,44 @@ async fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
 
 /// Field names and kinds of the wire models, so random JSON gets past the first checks.
 const VOCABULARY: &[&str] = &[
-    "kind", "agent", "llm", "model", "api_key", "tools", "name", "workspace", "working_dir",
-    "content", "type", "text", "role", "run", "secrets", "value", "policy", "accept", "reason",
-    "title", "question", "max_length", "cwd", "timeout", "conversation_id", "initial_message",
-    "max_iterations", "image_urls", "security_analyzer", "Agent", "StaticSecret", "LookupSecret",
-    "NeverConfirm", "ConfirmRisky", "user", "system", "image", "LocalWorkspace",
+    "kind",
+    "agent",
+    "llm",
+    "model",
+    "api_key",
+    "tools",
+    "name",
+    "workspace",
+    "working_dir",
+    "content",
+    "type",
+    "text",
+    "role",
+    "run",
+    "secrets",
+    "value",
+    "policy",
+    "accept",
+    "reason",
+    "title",
+    "question",
+    "max_length",
+    "cwd",
+    "timeout",
+    "conversation_id",
+    "initial_message",
+    "max_iterations",
+    "image_urls",
+    "security_analyzer",
+    "Agent",
+    "StaticSecret",
+    "LookupSecret",
+    "NeverConfirm",
+    "ConfirmRisky",
+    "user",
+    "system",
+    "image",
+    "LocalWorkspace",
 ];
 
 fn random_string(rng: &mut StdRng) -> String {
@@ -378,7 +415,9 @@ async fn random_bytes_on_every_route_never_crash_or_hang() {
             }
             if i % 2 == 0 {
                 path.push('?');
-                path.push_str(&percent_encoded(&random_bytes(&mut rng, 40)).replacen("%3D", "=", 1));
+                path.push_str(
+                    &percent_encoded(&random_bytes(&mut rng, 40)).replacen("%3D", "=", 1),
+                );
             }
             let (body, content_type) = random_body(&mut rng);
             let mut req = c
@@ -453,11 +492,13 @@ async fn traversal_follows_the_reference_rules() {
     std::fs::write(site.path().join("index.html"), "<h1>in</h1>").unwrap();
     std::fs::create_dir(site.path().join("sub")).unwrap();
     std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), site.path().join("escape"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        site.path().join("escape"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(outside.path(), site.path().join("escape-dir")).unwrap();
-    std::os::unix::fs::symlink(site.path().join("index.html"), site.path().join("inside"))
-        .unwrap();
+    std::os::unix::fs::symlink(site.path().join("index.html"), site.path().join("inside")).unwrap();
     let site_path = site.path().to_path_buf();
     let s = TestServer::start_with(|c| c.static_files_path = Some(site_path));
     let d = tempfile::tempdir().unwrap();
@@ -485,7 +526,10 @@ async fn traversal_follows_the_reference_rules() {
         (format!("/api/file/download/{r}/sub/%2e%2e/real.txt"), 200),
         (format!("/api/file/download/{r}/sub/../real.txt"), 200),
         (format!("/api/file/download/{r}%2Fsub%2F..%2Freal.txt"), 200),
-        (format!("/api/file/download/{r}/missing/%2e%2e/real.txt"), 404),
+        (
+            format!("/api/file/download/{r}/missing/%2e%2e/real.txt"),
+            404,
+        ),
     ] {
         let a = raw_get(&s, target.as_bytes());
         assert_eq!(a.status, expected, "{target}: {:?}", a.json());
@@ -496,7 +540,10 @@ async fn traversal_follows_the_reference_rules() {
     // a symlink loop is "not found", as `Path.exists()` says
     std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
     let a = raw_get(&s, format!("/api/file/download/{r}/loop").as_bytes());
-    assert_eq!((a.status, a.json()), (404, json!({"detail": "File not found"})));
+    assert_eq!(
+        (a.status, a.json()),
+        (404, json!({"detail": "File not found"}))
+    );
 
     // upload: relative forms refused (nothing written), absolute `..` resolved by the kernel
     let c = client();
@@ -556,7 +603,11 @@ async fn traversal_follows_the_reference_rules() {
                 .as_str()
         )
     );
-    assert!(std::fs::symlink_metadata(root.join("loop")).unwrap().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(root.join("loop"))
+            .unwrap()
+            .is_symlink()
+    );
 
     // git: `..` and symlinks resolve like Path.resolve(); relative paths use the server's cwd
     let repo = root.join("repo");
@@ -619,10 +670,17 @@ async fn traversal_follows_the_reference_rules() {
         ),
     ] {
         let a = raw_get(&s, target.as_bytes());
-        assert_eq!((a.status, a.json()), (404, json!({"detail": "Not Found"})), "{target}");
+        assert_eq!(
+            (a.status, a.json()),
+            (404, json!({"detail": "Not Found"})),
+            "{target}"
+        );
     }
     let a = raw_get(&s, b"/static/inside");
-    assert_eq!((a.status, a.body.as_slice()), (200, b"<h1>in</h1>".as_slice()));
+    assert_eq!(
+        (a.status, a.body.as_slice()),
+        (200, b"<h1>in</h1>".as_slice())
+    );
 }
 
 #[tokio::test]
@@ -639,7 +697,10 @@ async fn bash_cwd_takes_any_directory_and_reports_bad_ones() {
         (format!("{r}/sub/.."), Ok(format!("{r}/sub/.."))),
         (format!("{r}/link"), Ok(format!("{r}/link"))),
         // relative: against the server's working directory, as the reference's subprocess does
-        ("..".to_string(), Ok(server_cwd.parent().unwrap().display().to_string())),
+        (
+            "..".to_string(),
+            Ok(server_cwd.parent().unwrap().display().to_string()),
+        ),
         (format!("{r}/missing"), Err("No such file or directory")),
         (format!("{r}/missing/.."), Err("No such file or directory")),
         (format!("{r}/file"), Err("Not a directory")),
@@ -680,7 +741,11 @@ async fn bash_cwd_takes_any_directory_and_reports_bad_ones() {
             &json!({"command": "echo a\u{0}b"}),
         )
         .await;
-    assert_eq!((status, out["exit_code"].as_i64()), (200, Some(-1)), "{out}");
+    assert_eq!(
+        (status, out["exit_code"].as_i64()),
+        (200, Some(-1)),
+        "{out}"
+    );
 }
 
 // ------------------------------------------------------------------------------- non-UTF-8
@@ -738,7 +803,9 @@ async fn non_utf8_names_and_output_are_handled() {
     );
     let odd = std::ffi::OsStr::from_bytes(b"odd-\xff\xfe.txt");
     std::fs::write(repo.join(odd), b"\xff\xfe not utf-8 content\n").unwrap();
-    let (status, changes) = s.get_json(&format!("/api/git/changes/{}", repo.display())).await;
+    let (status, changes) = s
+        .get_json(&format!("/api/git/changes/{}", repo.display()))
+        .await;
     assert_eq!(status, 200, "{changes}");
     let paths: Vec<&str> = changes
         .as_array()
@@ -813,14 +880,21 @@ async fn non_utf8_names_and_output_are_handled() {
         .filter_map(|o| o["stdout"].as_str())
         .collect();
     assert!(stdout.starts_with(&"a".repeat(1_048_575)));
-    assert!(stdout.contains('é'), "a character split across chunks was lost");
+    assert!(
+        stdout.contains('é'),
+        "a character split across chunks was lost"
+    );
 
     // the socket: binary frames and invalid UTF-8 are ignored
     let mut ws = bash_socket(&s.addr.to_string()).await;
-    ws.send(Message::Binary(vec![0xff, 0xfe, 0xfd])).await.unwrap();
-    ws.send(Message::Text(json!({"command": "printf '\\377x'"}).to_string()))
+    ws.send(Message::Binary(vec![0xff, 0xfe, 0xfd]))
         .await
         .unwrap();
+    ws.send(Message::Text(
+        json!({"command": "printf '\\377x'"}).to_string(),
+    ))
+    .await
+    .unwrap();
     loop {
         let out = next_output(&mut ws).await;
         if out["stdout"] == "\u{FFFD}x" {
@@ -836,7 +910,10 @@ type Socket =
 
 async fn bash_socket(addr: &str) -> Socket {
     let url = format!("ws://{addr}/sockets/bash-events?session_api_key={KEY}");
-    tokio_tungstenite::connect_async(url).await.expect("socket").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("socket")
+        .0
 }
 
 /// The next BashOutput with an exit code on the socket.
@@ -860,7 +937,9 @@ async fn next_output(ws: &mut Socket) -> Value {
 /// Sends a frame larger than the limit and returns the close code the server answers with.
 async fn close_code_for_big_frame(url: &str, size: usize) -> Option<CloseCode> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("socket");
-    ws.send(Message::Text("x".repeat(size))).await.expect("send");
+    ws.send(Message::Text("x".repeat(size)))
+        .await
+        .expect("send");
     let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
     loop {
         match tokio::time::timeout_at(deadline, ws.next())
@@ -885,7 +964,9 @@ async fn websocket_frames_over_the_limit_close_with_1009() {
     );
     // just under the limit is a frame like any other (ignored: not a request)
     let mut ws = bash_socket(&s.addr.to_string()).await;
-    ws.send(Message::Text("y".repeat(LIMIT - 16))).await.unwrap();
+    ws.send(Message::Text("y".repeat(LIMIT - 16)))
+        .await
+        .unwrap();
     ws.send(Message::Text(json!({"command": "echo fine"}).to_string()))
         .await
         .unwrap();

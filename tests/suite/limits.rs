@@ -46,7 +46,9 @@ async fn conversations_past_the_cap_get_a_429_until_one_is_deleted() {
         assert_eq!((*st, v), (429, &too_many));
     }
     assert_eq!(count(&s).await, json!(3));
-    let dirs = std::fs::read_dir(&s.config.conversations_path).unwrap().count();
+    let dirs = std::fs::read_dir(&s.config.conversations_path)
+        .unwrap()
+        .count();
     assert_eq!(dirs, 3, "a refused start left a directory");
     // an existing id is found, not created: still 200 at the cap
     let id = created[0]["id"].as_str().unwrap().to_string();
@@ -124,10 +126,7 @@ async fn messages_past_the_size_cap_get_a_413_and_append_nothing() {
     assert_eq!(st, 200);
 
     // over the event socket (once registered): the message is not appended, the socket stays
-    let url = format!(
-        "ws://{}/sockets/events/{id}?session_api_key={KEY}",
-        s.addr
-    );
+    let url = format!("ws://{}/sockets/events/{id}?session_api_key={KEY}", s.addr);
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
         eprintln!("note: the event socket is not registered yet; its size check is skipped");
         return;
@@ -151,7 +150,10 @@ async fn messages_past_the_size_cap_get_a_413_and_append_nothing() {
         .iter()
         .filter_map(|e| e["llm_message"]["content"][0]["text"].as_str())
         .collect();
-    assert!(texts.contains(&"small") && !texts.iter().any(|t| t.starts_with("yyy")), "{after}");
+    assert!(
+        texts.contains(&"small") && !texts.iter().any(|t| t.starts_with("yyy")),
+        "{after}"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +177,9 @@ async fn subscribers_past_the_cap_are_refused_with_a_clear_code() {
         }
     };
     let Some(first) = connect().await else {
-        eprintln!("note: the event socket is not registered yet; the subscriber cap is checked at the actor level only");
+        eprintln!(
+            "note: the event socket is not registered yet; the subscriber cap is checked at the actor level only"
+        );
         return;
     };
     let mut first = first.expect("first subscriber");
@@ -237,9 +241,11 @@ async fn bash_commands_past_the_cap_are_refused_until_one_ends() {
     })
     .await;
     assert_eq!((st, out["stdout"].as_str()), (200, Some("yes\n")));
-    ws.send(Message::Text(json!({"command": "echo via-socket"}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        json!({"command": "echo via-socket"}).to_string(),
+    ))
+    .await
+    .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next())

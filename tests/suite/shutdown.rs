@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::common::proc::{Spawned, group_members, process_alive};
 use crate::common::poll;
+use crate::common::proc::{Spawned, group_members, process_alive};
 
 const KEY: &str = "shutdown-test-key";
 /// What the issue allows between SIGTERM and exit.
@@ -201,5 +201,8 @@ async fn sigterm_kills_command_groups_flushes_and_restarts_cleanly() {
     assert_eq!((st, out["stdout"].as_str()), (200, Some("again\n")));
     let mut server = server;
     let (status, took) = tokio::task::block_in_place(|| server.terminate(EXIT_BUDGET));
-    assert!(status.success() && took < EXIT_BUDGET, "{status:?} {took:?}");
+    assert!(
+        status.success() && took < EXIT_BUDGET,
+        "{status:?} {took:?}"
+    );
 }
