@@ -314,7 +314,7 @@ def wait_cached_status(conv, wanted, timeout: float = 60.0) -> str:
     )
 
 
-def wait_connected(conv, recorder: Recorder, timeout: float = 30.0) -> None:
+def wait_connected(conv, recorder: Recorder, timeout: float = 20.0) -> None:
     """The client's WebSocket is subscribed once the full_state snapshot arrived and the client
     cached it."""
     wait_for(lambda: recorder.state_updates("full_state"), timeout, "the full_state frame")

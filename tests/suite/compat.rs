@@ -49,8 +49,8 @@ impl Loaded {
         for d in ["workspace/run", "workspace/titled"] {
             std::fs::create_dir_all(root.path().join(d)).expect("workspace dir");
         }
-        let text = std::fs::read_to_string(Path::new(DATA).join("expected.json"))
-            .expect("expected.json");
+        let text =
+            std::fs::read_to_string(Path::new(DATA).join("expected.json")).expect("expected.json");
         let expected: Value = serde_json::from_str(&subst(&text)).expect("expected.json parses");
         let (convs, bash) = (
             root.path().join("conversations"),
@@ -174,11 +174,7 @@ fn diff(path: &str, e: &Value, a: &Value, out: &mut Vec<String>) {
         }
         (Value::Array(ea), Value::Array(aa)) => {
             if ea.len() != aa.len() {
-                out.push(format!(
-                    "{path}: {} items, expected {}",
-                    aa.len(),
-                    ea.len()
-                ));
+                out.push(format!("{path}: {} items, expected {}", aa.len(), ea.len()));
             }
             for (i, (ev, av)) in ea.iter().zip(aa).enumerate() {
                 diff(&format!("{path}[{i}]"), ev, av, out);
@@ -261,12 +257,24 @@ async fn reference_conversations_are_listed_as_the_reference_listed_them() {
             &comparable_info(a),
         );
         // GET of each one answers the same
-        let (status, one) = s.get_json(&format!("/api/conversations/{}", e["id"].as_str().unwrap_or_default())).await;
+        let (status, one) = s
+            .get_json(&format!(
+                "/api/conversations/{}",
+                e["id"].as_str().unwrap_or_default()
+            ))
+            .await;
         assert_eq!(status, 200, "{one}");
-        assert_same("GET conversation", &comparable_info(e), &comparable_info(&one));
+        assert_same(
+            "GET conversation",
+            &comparable_info(e),
+            &comparable_info(&one),
+        );
     }
     let (status, count) = s.get_json("/api/conversations/count").await;
-    assert_eq!((status, count), (200, l.expected["conversations_count"].clone()));
+    assert_eq!(
+        (status, count),
+        (200, l.expected["conversations_count"].clone())
+    );
     let (status, batch) = s
         .get_json(&format!("/api/conversations?ids={RUN_ID}&ids={TITLED_ID}"))
         .await;
@@ -281,7 +289,10 @@ async fn reference_events_are_served_unchanged() {
     let l = Loaded::start("http://127.0.0.1:9");
     let s = &l.server;
     for id in [RUN_ID, TITLED_ID] {
-        let expected = l.expected["events"][id].as_array().cloned().expect("events");
+        let expected = l.expected["events"][id]
+            .as_array()
+            .cloned()
+            .expect("events");
         let actual = events_of(s, id).await;
         assert_same(
             &format!("events of {id}"),
@@ -348,17 +359,20 @@ async fn reference_bash_events_are_listed() {
     assert_eq!((status, &one), (200, command));
 }
 
+/// What the fake LLM saw: the Authorization header and the body of each request.
+type Recorded = Arc<Mutex<Vec<(Option<String>, Value)>>>;
+
 /// A scripted OpenAI-compatible LLM: step N = number of assistant messages in the request;
 /// step 0 echoes the secret in the terminal, later steps finish. Records every request.
 struct FakeLlm {
     url: String,
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Recorded,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl FakeLlm {
     fn start() -> FakeLlm {
-        let requests: Arc<Mutex<Vec<(Option<String>, Value)>>> = Arc::default();
+        let requests: Recorded = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let recorded = requests.clone();
         std::thread::spawn(move || {
@@ -403,7 +417,7 @@ impl Drop for FakeLlm {
 async fn chat(
     req: HttpRequest,
     body: web::Json<Value>,
-    recorded: web::Data<Arc<Mutex<Vec<(Option<String>, Value)>>>>,
+    recorded: web::Data<Recorded>,
 ) -> HttpResponse {
     let auth = req
         .headers()
@@ -474,8 +488,13 @@ async fn reference_secrets_are_decrypted() {
     assert_eq!(status, 200, "{body}");
     let status = poll(Duration::from_secs(60), "the run to end", || async {
         let (_, info) = s.get_json(&format!("/api/conversations/{TITLED_ID}")).await;
-        let st = info["execution_status"].as_str().unwrap_or_default().to_string();
-        ["finished", "error", "stuck"].contains(&st.as_str()).then_some(st)
+        let st = info["execution_status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ["finished", "error", "stuck"]
+            .contains(&st.as_str())
+            .then_some(st)
     })
     .await;
     assert_eq!(status, "finished");
