@@ -55,7 +55,9 @@ fi
 # ---------------------------------------------------------------- Python 3.12
 find_python312() {
   local cand
-  for cand in "${PYTHON312:-}" python3.12 python3; do
+  # PATH first, then where pyenv and the usual packages put it (CI may not have pyenv's shims)
+  for cand in "${PYTHON312:-}" python3.12 python3 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 \
+      /usr/local/bin/python3.12 /usr/bin/python3.12; do
     [ -n "$cand" ] || continue
     command -v "$cand" >/dev/null 2>&1 || continue
     # pyenv shims need a version; 3.12.1 is the one installed on the project's machines
