@@ -9,21 +9,42 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`conversation`]: the conversation registry and conversation actors (event log, state,
+//!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
+//! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
+//! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
 //! - [`sidecar`]: supervisors of the optional VS Code and VNC desktop processes.
+//! - [`llm`]: LLM clients (OpenAI Chat Completions, Anthropic Messages, OpenAI Responses), provider
+//!   routing by model prefix, retries, error mapping, usage metrics.
+//! - [`tools`]: built-in tools (terminal on a PTY, file_editor, task_tracker, finish, think): their
+//!   LLM schemas, argument validation and per-conversation execution.
+//! - [`agent`]: pure cores of the agent loop (system prompt, events → LLM messages, reply → events,
+//!   confirmation, stuck detection, condensation, title / ask-agent) and a one-step driver.
+//! - [`bash`]: background shell commands: the `BashSupervisor` (event log, fan-out) and one
+//!   `BashCommandActor` per command (PTY, process group), behind [`bash::BashHandle`].
+//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`).
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
 
+pub mod agent;
+pub mod bash;
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod http;
+pub mod llm;
 pub mod logging;
+pub mod model;
 pub mod routes;
 pub mod sidecar;
 pub mod state;
+pub mod store;
+pub mod tools;
 pub mod workspace;
+pub mod ws;
 
 use std::net::TcpListener;
 
@@ -42,10 +63,14 @@ use crate::state::Activity;
 pub struct Services {
     pub config: web::Data<Config>,
     pub activity: web::Data<Activity>,
+    /// The conversation registry (conversations, events, subscriptions).
+    pub conversations: web::Data<conversation::RegistryHandle>,
     /// The VS Code supervisor (absent inside when disabled).
     pub vscode: web::Data<VscodeHandle>,
     /// The VNC desktop supervisor (absent inside when disabled).
     pub desktop: web::Data<DesktopHandle>,
+    /// The bash service (background commands and their events).
+    pub bash: web::Data<bash::BashHandle>,
 }
 
 impl Services {
@@ -54,20 +79,38 @@ impl Services {
         crate::error::set_debug_bodies(config.debug);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
+        let activity = web::Data::new(Activity::default());
+        let conversations = conversation::RegistryHandle::start(
+            config.conversations_path.clone(),
+            config.secret_key.as_deref(),
+            activity.clone().into_inner(),
+            Vec::new(),
+        )
+        .await;
         let vscode = web::Data::new(VscodeHandle::start(&config));
         let desktop = web::Data::new(DesktopHandle::start(&config));
+        let bash = bash::BashHandle::start(
+            config.bash_events_dir.clone(),
+            config.max_concurrent_bash_commands,
+        )
+        .await?;
         Ok(Services {
             config: web::Data::new(config),
-            activity: web::Data::new(Activity::default()),
+            activity,
+            conversations: web::Data::new(conversations),
             vscode,
             desktop,
+            bash: web::Data::new(bash),
         })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
     pub async fn shutdown(&self) {
+        self.conversations.shutdown().await;
         self.vscode.shutdown().await;
         self.desktop.shutdown().await;
+        // Commands: kill every process group, reap, record the last events.
+        self.bash.shutdown().await;
     }
 }
 
@@ -86,8 +129,10 @@ pub fn build_app(
     App::new()
         .app_data(services.config.clone())
         .app_data(services.activity.clone())
+        .app_data(services.conversations.clone())
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
+        .app_data(services.bash.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .app_data(http::extractor_errors::json_config(
             services.config.max_body_bytes,

@@ -88,11 +88,20 @@ enum RouteMatch {
     Missing,
 }
 
-fn match_route(method: &Method, path: &str) -> RouteMatch {
-    let matching = |p: &str| -> Vec<&'static str> {
+/// [`ROUTES`] compiled once (building a `ResourceDef` costs more than a whole request).
+static COMPILED: std::sync::LazyLock<Vec<(&'static str, ResourceDef)>> =
+    std::sync::LazyLock::new(|| {
         ROUTES
             .iter()
-            .filter(|(_, pattern)| ResourceDef::new(*pattern).is_match(p))
+            .map(|(m, p)| (*m, ResourceDef::new(*p)))
+            .collect()
+    });
+
+fn match_route(method: &Method, path: &str) -> RouteMatch {
+    let matching = |p: &str| -> Vec<&'static str> {
+        COMPILED
+            .iter()
+            .filter(|(_, def)| def.is_match(p))
             .map(|(m, _)| *m)
             .collect()
     };

@@ -1,10 +1,14 @@
 //! HTTP routes, one file per resource. Each file has a `configure` that registers exactly the
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
+pub mod bash;
+pub mod conversations;
 pub mod desktop;
+pub mod events;
 pub mod files;
 pub mod git;
 pub mod server;
+pub mod tools;
 pub mod vscode;
 
 use actix_web::web;
@@ -12,8 +16,12 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    conversations::configure(cfg);
+    events::configure(cfg);
+    tools::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);
     vscode::configure(cfg);
     desktop::configure(cfg);
+    bash::configure(cfg);
 }

@@ -232,7 +232,6 @@ async fn events_of(s: &TestServer, id: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-#[ignore = "needs conversations (issue 3)"]
 async fn reference_conversations_are_listed_as_the_reference_listed_them() {
     let l = Loaded::start("http://127.0.0.1:9");
     let s = &l.server;
@@ -284,7 +283,6 @@ async fn reference_conversations_are_listed_as_the_reference_listed_them() {
 }
 
 #[tokio::test]
-#[ignore = "needs conversations (issue 3)"]
 async fn reference_events_are_served_unchanged() {
     let l = Loaded::start("http://127.0.0.1:9");
     let s = &l.server;
@@ -337,7 +335,6 @@ async fn digests_match_the_recorded_files() {
 }
 
 #[tokio::test]
-#[ignore = "needs the bash service (issue 6)"]
 async fn reference_bash_events_are_listed() {
     let l = Loaded::start("http://127.0.0.1:9");
     let (status, page) = l
@@ -461,7 +458,7 @@ async fn chat(
 }
 
 #[tokio::test]
-#[ignore = "needs conversations (issue 3) and the agent loop (issue 4)"]
+#[ignore = "needs the agent loop (issue 4)"]
 async fn reference_secrets_are_decrypted() {
     let llm = FakeLlm::start();
     let l = Loaded::start(&llm.url);

@@ -1,6 +1,9 @@
 //! Integration tests, one module per area.
 
+mod bash;
 mod compat;
+mod conversations;
 mod files;
 mod foundation;
 mod process;
+mod tools;

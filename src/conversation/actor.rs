@@ -1,0 +1,1087 @@
+//! The `Conversation` actor: owns one conversation's event log, its state (execution status,
+//! stats, confirmation policy, security analyzer, secrets, title, dates) and its subscribers,
+//! and drives the agent loop one step at a time through [`super::seam`].
+//!
+//! Every change follows one path: the handler mutates the state and *stages* events
+//! ([`Conversation::append`], [`Conversation::publish`]); at the end of the handler
+//! [`Conversation::flush`] writes the staged event files and the state files on a blocking
+//! thread while the actor waits (`ctx.wait`: no other message is handled meanwhile, the
+//! arbiter thread stays free), then indexes the events and fans them out to subscribers in
+//! order. So every event is persisted, then indexed, then sent; readers that come later see it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
+use super::{
+    ConversationHandle, ConversationNotice, Disconnect, EventBatch, InfoReason,
+    SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+};
+use crate::error::ApiError;
+use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
+use crate::model::events::UserRejectObservation;
+use crate::model::{
+    ConfirmationPolicy, ConversationInfo, ConversationState, Event, ExecutionStatus,
+    SecurityAnalyzer, SendMessageRequest, Source, wire,
+};
+use crate::store::cipher::Fernet;
+use crate::store::dir::{self, ConversationRecord};
+use crate::store::event_log::{self, EventFilter, EventLog, Prepared};
+
+/// What the registry reads without a message round trip (filters and sorts of conversation search).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub status: ExecutionStatus,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub type SharedSummary = Arc<Mutex<Summary>>;
+
+/// Text of the 409 for a second run (DEVIATIONS #1).
+pub const ALREADY_RUNNING: &str =
+    "Conversation already running. Wait for completion or pause first.";
+
+struct Subscriber {
+    id: SubscriptionId,
+    frames: Recipient<EventBatch>,
+    disconnect: Option<Recipient<Disconnect>>,
+}
+
+/// An item staged by a handler, handled in order by the next flush.
+enum Staged {
+    /// A persisted event (already numbered and serialized).
+    Event(Prepared),
+    /// A non-persisted event for subscribers only (`full_state`); `touch`: bump `updated_at`.
+    Publish { json: Arc<str>, touch: bool },
+    /// Resolved once everything staged before it is persisted and sent.
+    Ack(oneshot::Sender<()>),
+}
+
+/// A run in progress.
+struct ActiveRun {
+    /// POST /run (and respond_to_confirmation accept) callers waiting for the end.
+    waiters: Vec<oneshot::Sender<Result<(), ApiError>>>,
+    /// Runs started by POST /run publish a `full_state` when they end (API.md §2.8).
+    publish_full_state: bool,
+    /// A step future is running (spawned with `ctx.spawn`).
+    step: Option<SpawnHandle>,
+    /// Steps done in this run (for `max_iterations`).
+    iterations: i64,
+    /// Pause requests waiting for the current step to end.
+    pause_waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// The actor. See the module documentation.
+pub struct Conversation {
+    state: ConversationState,
+    /// `meta.json` (title, dates, start request fields); kept in sync with `state` on write.
+    meta: StoredConversation,
+    /// `<conversations_path>/<hex id>`.
+    dir: PathBuf,
+    log: EventLog,
+    subscribers: Vec<Subscriber>,
+    next_subscription: SubscriptionId,
+    run: Option<ActiveRun>,
+    /// The agent loop's per-conversation state; `None` while a step holds it.
+    session: Option<AgentSession>,
+    staged: Vec<Staged>,
+    /// `meta.json`/`base_state.json` must be rewritten at the next flush.
+    state_dirty: bool,
+    shared: Arc<Shared>,
+    summary: SharedSummary,
+    /// Announce `InfoReason::Created` to watchers once started (new conversations only).
+    announce_created: bool,
+}
+
+impl Conversation {
+    pub fn new(
+        record: ConversationRecord,
+        dir: PathBuf,
+        shared: Arc<Shared>,
+        announce_created: bool,
+    ) -> Self {
+        let summary = Arc::new(Mutex::new(Summary {
+            status: record.state.execution_status,
+            created_at: record.meta.created_at.clone(),
+            updated_at: record.meta.updated_at.clone(),
+        }));
+        Conversation {
+            state: record.state,
+            meta: record.meta,
+            dir,
+            log: record.log,
+            subscribers: Vec::new(),
+            next_subscription: 1,
+            run: None,
+            session: Some(AgentSession::default()),
+            staged: Vec::new(),
+            state_dirty: false,
+            shared,
+            summary,
+            announce_created,
+        }
+    }
+
+    pub fn summary(&self) -> SharedSummary {
+        self.summary.clone()
+    }
+
+    // ----------------------------------------------------------------- staging and flushing
+
+    /// Stages a persisted event. State updates of persisted keys also rewrite the state files.
+    fn append(&mut self, mut event: Event) {
+        if let Event::StateUpdate(u) = &event
+            && u.key != "full_state"
+        {
+            self.state_dirty = true;
+        }
+        match self.log.prepare(&mut event) {
+            Ok(p) => self.staged.push(Staged::Event(p)),
+            Err(e) => log::error!(
+                "conversation {}: cannot serialize event: {e}",
+                self.state.id
+            ),
+        }
+    }
+
+    /// Changes the execution status, with its state-update event when it differs.
+    fn set_status(&mut self, status: ExecutionStatus) {
+        if self.state.execution_status == status {
+            return;
+        }
+        self.state.execution_status = status;
+        if let Ok(mut s) = self.summary.lock() {
+            s.status = status;
+        }
+        self.append(Event::state_update(
+            "execution_status",
+            seam::status_value(status),
+        ));
+    }
+
+    /// The `full_state` state update (EVENTS.md §3): the whole state, nulls omitted, not persisted.
+    fn full_state_json(&self) -> Arc<str> {
+        let event = Event::state_update("full_state", wire::to_value_omit_none(&self.state));
+        Arc::from(event.to_api_json())
+    }
+
+    /// Stages a `full_state` publish (to subscribers only).
+    fn publish_full_state(&mut self) {
+        let json = self.full_state_json();
+        self.staged.push(Staged::Publish { json, touch: true });
+    }
+
+    /// A receiver resolved when everything staged so far is persisted and sent.
+    fn ack(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.staged.push(Staged::Ack(tx));
+        rx
+    }
+
+    /// Writes the staged events (and the state files when dirty) on a blocking thread while
+    /// the actor waits, then indexes and fans out in order.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.staged.is_empty() && !self.state_dirty {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let batch: Vec<(String, Vec<u8>)> = staged
+            .iter()
+            .filter_map(|s| match s {
+                Staged::Event(p) => Some((p.file_name.clone(), p.bytes.clone())),
+                Staged::Publish { .. } | Staged::Ack(_) => None,
+            })
+            .collect();
+        let state_files = if std::mem::take(&mut self.state_dirty) {
+            self.state_file_bytes()
+        } else {
+            None
+        };
+        let events_dir = self.log.dir().to_path_buf();
+        let conv_dir = self.dir.clone();
+        let id = self.state.id;
+        let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if let Some((meta, base)) = &state_files {
+                dir::write_state_files(&conv_dir, Some(meta), Some(base))?;
+            }
+            event_log::write_batch(&events_dir, &batch)
+        });
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(write).map(move |res, act, _ctx| {
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log::error!("conversation {id}: writing to disk failed: {e}"),
+                    Err(e) => log::error!("conversation {id}: disk writer failed: {e}"),
+                }
+                act.commit(staged);
+            }),
+        );
+    }
+
+    fn state_file_bytes(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.sync_meta();
+        let meta = dir::meta_bytes(&self.meta, self.shared.cipher.as_ref());
+        let base = dir::base_state_bytes(&self.state);
+        match (meta, base) {
+            (Ok(m), Ok(b)) => Some((m, b)),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!(
+                    "conversation {}: cannot serialize state: {e}",
+                    self.state.id
+                );
+                None
+            }
+        }
+    }
+
+    /// `meta.json` carries the *current* policy and secrets (DEVIATIONS #6).
+    fn sync_meta(&mut self) {
+        self.meta.agent = self.state.agent.clone();
+        self.meta.workspace = self.state.workspace.clone();
+        self.meta.confirmation_policy = self.state.confirmation_policy.clone();
+        self.meta.max_iterations = self.state.max_iterations;
+        self.meta.stuck_detection = self.state.stuck_detection;
+        self.meta.secrets = self.state.secret_registry.secret_sources.clone();
+    }
+
+    /// Indexes and fans out staged items in order.
+    fn commit(&mut self, staged: Vec<Staged>) {
+        for item in staged {
+            match item {
+                Staged::Event(p) => {
+                    let json = p.entry.json.clone();
+                    self.log.commit(p.entry);
+                    self.fan_out(json, true);
+                }
+                Staged::Publish { json, touch } => self.fan_out(json, touch),
+                Staged::Ack(tx) => {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    }
+
+    /// Sends one event to every subscriber with `try_send`; a full or closed mailbox drops the
+    /// subscriber (a live one is told with `Disconnect 1013`).
+    /// `touch`: bump `updated_at` and the server's idle time (every event except the
+    /// `full_state` of a start-up restore, so a restart keeps `updated_at` and the sort order).
+    fn fan_out(&mut self, json: Arc<str>, touch: bool) {
+        if touch {
+            let now = wire::utc_now();
+            self.meta.updated_at = now.clone();
+            if let Ok(mut s) = self.summary.lock() {
+                s.updated_at = now;
+            }
+            self.shared.activity.touch_event();
+        }
+        let batch = EventBatch(Arc::from(vec![json]));
+        let id = self.state.id;
+        for w in &self.shared.watchers {
+            w.do_send(ConversationNotice::Events {
+                id,
+                batch: batch.clone(),
+            });
+        }
+        self.subscribers
+            .retain(|s| match s.frames.try_send(batch.clone()) {
+                Ok(()) => true,
+                Err(SendError::Full(_)) => {
+                    log::warn!(
+                        "conversation {id}: subscriber {} cannot keep up; dropping it",
+                        s.id
+                    );
+                    if let Some(d) = &s.disconnect {
+                        d.do_send(Disconnect {
+                            code: SLOW_SUBSCRIBER_CODE,
+                            reason: "Subscriber too slow".into(),
+                        });
+                    }
+                    false
+                }
+                Err(SendError::Closed(_)) => false,
+            });
+    }
+
+    // ----------------------------------------------------------------- runs
+
+    /// Starts a run (status -> running) and its first step. `waiter` is a POST /run caller.
+    fn start_run(
+        &mut self,
+        ctx: &mut Context<Self>,
+        publish_full_state: bool,
+        waiter: Option<oneshot::Sender<Result<(), ApiError>>>,
+    ) {
+        match self.state.execution_status {
+            ExecutionStatus::Finished => {
+                // the loop exits at once (API.md §2.8)
+                if publish_full_state {
+                    self.publish_full_state();
+                }
+                if let Some(w) = waiter {
+                    let ack = self.ack();
+                    actix::spawn(async move {
+                        let _ = ack.await;
+                        let _ = w.send(Ok(()));
+                    });
+                }
+                return;
+            }
+            ExecutionStatus::Idle
+            | ExecutionStatus::Paused
+            | ExecutionStatus::Error
+            | ExecutionStatus::Stuck
+            | ExecutionStatus::WaitingForConfirmation
+            | ExecutionStatus::Running => {}
+        }
+        self.set_status(ExecutionStatus::Running);
+        self.run = Some(ActiveRun {
+            waiters: waiter.into_iter().collect(),
+            publish_full_state,
+            step: None,
+            iterations: 0,
+            pause_waiters: Vec::new(),
+        });
+        self.spawn_step(ctx);
+    }
+
+    /// THE place the agent loop plugs in: one [`seam::drive_step`] future per step, spawned so
+    /// the actor keeps handling messages; its output comes back to [`Self::step_done`].
+    fn spawn_step(&mut self, ctx: &mut Context<Self>) {
+        let Some(run) = self.run.as_mut() else { return };
+        run.iterations += 1;
+        let input = StepInput {
+            handle: ConversationHandle::new(self.state.id, ctx.address()),
+            state: self.state.clone(),
+            iteration: run.iterations,
+            session: self.session.take().unwrap_or_default(),
+        };
+        let fut = actix::fut::wrap_future::<_, Self>(seam::drive_step(input))
+            .map(|out, act, ctx| act.step_done(out, ctx));
+        let h = ctx.spawn(fut);
+        if let Some(run) = self.run.as_mut() {
+            run.step = Some(h);
+        }
+    }
+
+    fn step_done(&mut self, out: StepOutput, ctx: &mut Context<Self>) {
+        self.session = Some(out.session);
+        let pause_requested = self
+            .run
+            .as_ref()
+            .is_some_and(|r| !r.pause_waiters.is_empty());
+        if let Some(run) = self.run.as_mut() {
+            run.step = None;
+        }
+        let result = match out.outcome {
+            StepOutcome::Continue if pause_requested => {
+                self.apply_pause();
+                Ok(())
+            }
+            StepOutcome::Continue => {
+                let (iterations, active) = self
+                    .run
+                    .as_ref()
+                    .map(|r| (r.iterations, true))
+                    .unwrap_or((0, false));
+                if active && self.state.execution_status == ExecutionStatus::Running {
+                    if iterations >= self.state.max_iterations {
+                        // DEVIATIONS #3
+                        self.set_status(ExecutionStatus::Error);
+                        self.append(Event::conversation_error(
+                            "MaxIterationsReached",
+                            &format!(
+                                "Agent reached maximum iterations limit ({}).",
+                                self.state.max_iterations
+                            ),
+                        ));
+                        Ok(())
+                    } else {
+                        self.spawn_step(ctx);
+                        self.flush(ctx);
+                        return;
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            StepOutcome::Finished => {
+                self.set_status(ExecutionStatus::Finished);
+                Ok(())
+            }
+            StepOutcome::WaitingForConfirmation => {
+                self.set_status(ExecutionStatus::WaitingForConfirmation);
+                Ok(())
+            }
+            StepOutcome::Stuck => {
+                self.set_status(ExecutionStatus::Stuck);
+                Ok(())
+            }
+            StepOutcome::Error { code, detail } => {
+                self.set_status(ExecutionStatus::Error);
+                self.append(Event::conversation_error(&code, &detail));
+                Err(ApiError::internal(format!(
+                    "Conversation run failed for id={}: {detail}",
+                    wire::dashed(&self.state.id)
+                )))
+            }
+        };
+        self.end_run(result);
+        self.flush(ctx);
+    }
+
+    /// Ends the active run: `full_state` for POST /run, answers to run and pause waiters.
+    fn end_run(&mut self, result: Result<(), ApiError>) {
+        let Some(run) = self.run.take() else { return };
+        if run.publish_full_state {
+            self.publish_full_state();
+        }
+        let ack = self.ack();
+        let waiters = run.waiters;
+        let pause_waiters = run.pause_waiters;
+        // answer after the final events are persisted and sent
+        actix::spawn(async move {
+            let _ = ack.await;
+            for w in waiters {
+                let _ = w.send(result.as_ref().map(|_| ()).map_err(clone_error));
+            }
+            for p in pause_waiters {
+                let _ = p.send(());
+            }
+        });
+    }
+
+    /// Pause from `idle`/`running`: status `paused` then a PauseEvent (API.md §2.9), and the
+    /// active run (if any) ends. Always followed by a `full_state` publish.
+    fn apply_pause(&mut self) {
+        match self.state.execution_status {
+            ExecutionStatus::Idle | ExecutionStatus::Running => {
+                self.set_status(ExecutionStatus::Paused);
+                self.append(Event::pause());
+            }
+            ExecutionStatus::Paused
+            | ExecutionStatus::WaitingForConfirmation
+            | ExecutionStatus::Finished
+            | ExecutionStatus::Error
+            | ExecutionStatus::Stuck => {}
+        }
+        self.end_run(Ok(()));
+        self.publish_full_state();
+        self.notify_info(InfoReason::Paused);
+    }
+
+    /// Sends the ConversationInfo to the global watchers (conversation webhooks).
+    fn notify_info(&self, reason: InfoReason) {
+        if self.shared.watchers.is_empty() {
+            return;
+        }
+        let info: Arc<str> = Arc::from(self.info_json());
+        for w in &self.shared.watchers {
+            w.do_send(ConversationNotice::Info {
+                id: self.state.id,
+                info: info.clone(),
+                reason,
+            });
+        }
+    }
+
+    fn info_json(&self) -> String {
+        wire::to_api_string(&ConversationInfo {
+            state: &self.state,
+            title: self.meta.title.as_deref(),
+            metrics: self.meta.metrics.as_ref(),
+            created_at: &self.meta.created_at,
+            updated_at: &self.meta.updated_at,
+        })
+    }
+
+    fn history(&self) -> Vec<Event> {
+        self.log
+            .all_appended()
+            .filter_map(|e| serde_json::from_str::<Event>(&e.json).ok())
+            .collect()
+    }
+}
+
+fn clone_error(e: &ApiError) -> ApiError {
+    match e {
+        ApiError::Client { status, detail } => ApiError::client(*status, detail.clone()),
+        ApiError::Server { status, exception } => ApiError::Server {
+            status: *status,
+            exception: exception.clone(),
+        },
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+impl Actor for Conversation {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // commands are awaited with `send`; fan-in from the agent loop is bounded by it too
+        ctx.set_mailbox_capacity(256);
+        // a full_state is published when a conversation starts or loads (webhooks only)
+        let json = self.full_state_json();
+        let touch = self.announce_created;
+        self.staged.push(Staged::Publish { json, touch });
+        if std::mem::take(&mut self.announce_created) {
+            self.notify_info(InfoReason::Created);
+        }
+        self.flush(ctx);
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        if let Some(run) = self.run.take() {
+            for w in run.waiters {
+                let _ = w.send(Err(ApiError::internal("Conversation stopped")));
+            }
+        }
+        Running::Stop
+    }
+}
+
+// --------------------------------------------------------------------- messages
+
+/// The ConversationInfo JSON (API form, secrets masked).
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct GetInfo;
+
+/// A snapshot of the state (plain secrets: for the agent loop and tests).
+#[derive(Message)]
+#[rtype(result = "ConversationState")]
+pub struct GetState;
+
+/// Every event in append order, parsed (for the agent loop).
+#[derive(Message)]
+#[rtype(result = "Vec<Event>")]
+pub struct GetHistory;
+
+/// Every event's API JSON in append order (cheap: shared strings, no parsing).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<str>>")]
+pub struct GetHistoryJson;
+
+/// Starts a run. `wait`: POST /run (409 if a run is active; the reply resolves when the run
+/// ends and a `full_state` is published). Otherwise a background start that is a no-op while
+/// a run is active, replying at once.
+#[derive(Message)]
+#[rtype(result = "Result<oneshot::Receiver<Result<(), ApiError>>, ApiError>")]
+pub struct Run {
+    pub wait: bool,
+}
+
+/// Pause (API.md §2.9); the reply waits for a running step to end.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct Pause;
+
+/// Appends a user message (POST .../events, initial_message, WebSocket); `run` starts the
+/// loop in the background. Replies once the message is persisted.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct SendMessage(pub SendMessageRequest);
+
+/// `respond_to_confirmation` with `accept: false` (DEVIATIONS #2): reject the pending actions.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct RejectPending {
+    pub reason: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct SetConfirmationPolicy(pub ConfirmationPolicy);
+
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct SetSecurityAnalyzer(pub Option<SecurityAnalyzer>);
+
+/// Merges secrets into the registry (same name replaces); persisted, no event.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct UpdateSecrets(pub SecretMap);
+
+/// Sets the (already stripped) title; persisted, no event.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct SetTitle(pub String);
+
+/// Appends events produced by the agent loop; replies once they are persisted and sent.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct AppendEvents(pub Vec<Event>);
+
+/// Replaces the stats and appends a `stats` state update (snapshot form).
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct UpdateStats(pub ConversationStats);
+
+/// One page of `events/search`.
+#[derive(Message)]
+#[rtype(result = "(Vec<Arc<str>>, Option<String>)")]
+pub struct SearchEvents {
+    pub filter: EventFilter,
+    pub desc: bool,
+    pub page_id: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountEvents(pub EventFilter);
+
+/// Events by id, `None` for unknown ids.
+#[derive(Message)]
+#[rtype(result = "Vec<Option<Arc<str>>>")]
+pub struct GetEvents(pub Vec<String>);
+
+/// Registers a subscriber: sends it the `full_state` snapshot then, with `resend_all`, every
+/// stored event in search order (one [`EventBatch`]), then adds it to the fan-out list, all in
+/// this one handler so no event is missed or duplicated.
+#[derive(Message)]
+#[rtype(result = "SubscriptionId")]
+pub struct Subscribe {
+    pub frames: Recipient<EventBatch>,
+    pub disconnect: Option<Recipient<Disconnect>>,
+    pub resend_all: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub SubscriptionId);
+
+/// Stops the conversation: pending writes done, state files written; with `delete` the
+/// directory is removed. Subscribers are dropped (not closed, as the reference).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub delete: bool,
+}
+
+// --------------------------------------------------------------------- handlers
+
+impl Handler<GetInfo> for Conversation {
+    type Result = String;
+    fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> String {
+        self.info_json()
+    }
+}
+
+impl Handler<GetState> for Conversation {
+    type Result = MessageResult<GetState>;
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.clone())
+    }
+}
+
+impl Handler<GetHistory> for Conversation {
+    type Result = MessageResult<GetHistory>;
+    fn handle(&mut self, _: GetHistory, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.history())
+    }
+}
+
+impl Handler<GetHistoryJson> for Conversation {
+    type Result = MessageResult<GetHistoryJson>;
+    fn handle(&mut self, _: GetHistoryJson, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.log.all_appended().map(|e| e.json.clone()).collect())
+    }
+}
+
+impl Handler<Run> for Conversation {
+    type Result = Result<oneshot::Receiver<Result<(), ApiError>>, ApiError>;
+    fn handle(&mut self, msg: Run, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.run.is_some() {
+            if msg.wait {
+                return Err(ApiError::client(StatusCode::CONFLICT, ALREADY_RUNNING));
+            }
+            let _ = tx.send(Ok(()));
+            return Ok(rx);
+        }
+        if msg.wait {
+            self.start_run(ctx, true, Some(tx));
+        } else {
+            self.start_run(ctx, false, None);
+            let _ = tx.send(Ok(()));
+        }
+        self.flush(ctx);
+        Ok(rx)
+    }
+}
+
+impl Handler<Pause> for Conversation {
+    type Result = MessageResult<Pause>;
+    fn handle(&mut self, _: Pause, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(run) = self.run.as_mut()
+            && run.step.is_some()
+        {
+            // wait for the step boundary; `step_done` applies the pause
+            let (tx, rx) = oneshot::channel();
+            run.pause_waiters.push(tx);
+            return MessageResult(rx);
+        }
+        self.apply_pause();
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<SendMessage> for Conversation {
+    type Result = MessageResult<SendMessage>;
+    fn handle(&mut self, SendMessage(msg): SendMessage, ctx: &mut Context<Self>) -> Self::Result {
+        // DEVIATIONS #4: a new message moves `finished` or `stuck` back to `idle`
+        if matches!(
+            self.state.execution_status,
+            ExecutionStatus::Finished | ExecutionStatus::Stuck
+        ) {
+            self.set_status(ExecutionStatus::Idle);
+        }
+        let run = msg.run;
+        self.append(Event::user_message(crate::model::Message::new(
+            msg.role,
+            msg.content,
+        )));
+        if run && self.run.is_none() {
+            self.start_run(ctx, false, None);
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<RejectPending> for Conversation {
+    type Result = MessageResult<RejectPending>;
+    fn handle(&mut self, msg: RejectPending, ctx: &mut Context<Self>) -> Self::Result {
+        if self.state.execution_status == ExecutionStatus::WaitingForConfirmation
+            && self.run.is_none()
+        {
+            let pending = seam::pending_actions(&self.history());
+            self.set_status(ExecutionStatus::Idle);
+            for a in pending {
+                self.append(Event::UserReject(UserRejectObservation {
+                    id: wire::new_event_id(),
+                    timestamp: wire::event_timestamp_now(),
+                    source: Source::Environment,
+                    tool_name: a.tool_name,
+                    tool_call_id: a.tool_call_id,
+                    rejection_reason: msg.reason.clone(),
+                    action_id: a.id,
+                }));
+            }
+        } else if self.run.as_ref().is_some_and(|r| r.step.is_some()) {
+            // nothing is pending while a step runs: behave as pause (the reference's mapping)
+            let (tx, rx) = oneshot::channel();
+            if let Some(run) = self.run.as_mut() {
+                run.pause_waiters.push(tx);
+            }
+            return MessageResult(rx);
+        } else {
+            self.apply_pause();
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<SetConfirmationPolicy> for Conversation {
+    type Result = MessageResult<SetConfirmationPolicy>;
+    fn handle(
+        &mut self,
+        SetConfirmationPolicy(p): SetConfirmationPolicy,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if self.state.confirmation_policy != p {
+            let value = serde_json::to_value(&p).unwrap_or(Value::Null);
+            self.state.confirmation_policy = p;
+            self.append(Event::state_update("confirmation_policy", value));
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<SetSecurityAnalyzer> for Conversation {
+    type Result = MessageResult<SetSecurityAnalyzer>;
+    fn handle(
+        &mut self,
+        SetSecurityAnalyzer(a): SetSecurityAnalyzer,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        if self.state.security_analyzer != a {
+            let value = serde_json::to_value(&a).unwrap_or(Value::Null);
+            self.state.security_analyzer = a;
+            self.append(Event::state_update("security_analyzer", value));
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<UpdateSecrets> for Conversation {
+    type Result = MessageResult<UpdateSecrets>;
+    fn handle(
+        &mut self,
+        UpdateSecrets(secrets): UpdateSecrets,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        for (name, s) in secrets {
+            self.state.secret_registry.secret_sources.insert(name, s);
+        }
+        self.state_dirty = true;
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<SetTitle> for Conversation {
+    type Result = MessageResult<SetTitle>;
+    fn handle(&mut self, SetTitle(title): SetTitle, ctx: &mut Context<Self>) -> Self::Result {
+        self.meta.title = Some(title);
+        let now = wire::utc_now();
+        self.meta.updated_at = now.clone();
+        if let Ok(mut s) = self.summary.lock() {
+            s.updated_at = now;
+        }
+        self.state_dirty = true;
+        self.notify_info(InfoReason::TitleChanged);
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<AppendEvents> for Conversation {
+    type Result = MessageResult<AppendEvents>;
+    fn handle(
+        &mut self,
+        AppendEvents(events): AppendEvents,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        for e in events {
+            self.append(e);
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<UpdateStats> for Conversation {
+    type Result = MessageResult<UpdateStats>;
+    fn handle(&mut self, UpdateStats(stats): UpdateStats, ctx: &mut Context<Self>) -> Self::Result {
+        let value = stats.snapshot();
+        self.state.stats = stats;
+        self.append(Event::state_update("stats", value));
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<SearchEvents> for Conversation {
+    type Result = MessageResult<SearchEvents>;
+    fn handle(&mut self, m: SearchEvents, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.log
+                .search(&m.filter, m.desc, m.page_id.as_deref(), m.limit),
+        )
+    }
+}
+
+impl Handler<CountEvents> for Conversation {
+    type Result = usize;
+    fn handle(&mut self, CountEvents(f): CountEvents, _: &mut Context<Self>) -> usize {
+        self.log.count(&f)
+    }
+}
+
+impl Handler<GetEvents> for Conversation {
+    type Result = MessageResult<GetEvents>;
+    fn handle(&mut self, GetEvents(ids): GetEvents, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(ids.iter().map(|id| self.log.get(id)).collect())
+    }
+}
+
+impl Handler<Subscribe> for Conversation {
+    type Result = SubscriptionId;
+    fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) -> SubscriptionId {
+        let mut frames = vec![self.full_state_json()];
+        if m.resend_all {
+            frames.extend(self.log.all_sorted());
+        }
+        // one batch, sent ignoring the mailbox capacity: the backlog is bounded by the log
+        m.frames.do_send(EventBatch(Arc::from(frames)));
+        let id = self.next_subscription;
+        self.next_subscription += 1;
+        self.subscribers.push(Subscriber {
+            id,
+            frames: m.frames,
+            disconnect: m.disconnect,
+        });
+        id
+    }
+}
+
+impl Handler<Unsubscribe> for Conversation {
+    type Result = ();
+    fn handle(&mut self, Unsubscribe(id): Unsubscribe, _: &mut Context<Self>) {
+        self.subscribers.retain(|s| s.id != id);
+    }
+}
+
+impl Handler<Shutdown> for Conversation {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        if m.delete {
+            self.notify_info(InfoReason::Deleted);
+        }
+        if let Some(h) = self.run.as_mut().and_then(|r| r.step.take()) {
+            ctx.cancel_future(h);
+        }
+        if let Some(run) = self.run.take() {
+            for w in run.waiters {
+                let _ = w.send(Err(ApiError::internal("Conversation stopped")));
+            }
+            for p in run.pause_waiters {
+                let _ = p.send(());
+            }
+        }
+        self.subscribers.clear();
+        let staged = std::mem::take(&mut self.staged);
+        self.commit(staged);
+        let files = if m.delete {
+            None
+        } else {
+            self.state_file_bytes()
+        };
+        let dir = self.dir.clone();
+        let delete = m.delete;
+        let id = self.state.id;
+        let work = tokio::task::spawn_blocking(move || {
+            if delete {
+                remove_dir_best_effort(&dir);
+            } else if let Some((meta, base)) = files
+                && let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base))
+            {
+                log::error!("conversation {id}: cannot write its state at shutdown: {e}");
+            }
+        });
+        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, _act, ctx| ctx.stop()))
+    }
+}
+
+/// Deletes a directory tree, making read-only entries writable and retrying (PERSISTENCE.md §9).
+fn remove_dir_best_effort(dir: &std::path::Path) {
+    if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+        return;
+    }
+    fn make_writable(p: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(md) = std::fs::symlink_metadata(p) {
+            if md.is_dir() {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+                if let Ok(rd) = std::fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        make_writable(&e.path());
+                    }
+                }
+            } else if !md.file_type().is_symlink() {
+                let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644));
+            }
+        }
+    }
+    make_writable(dir);
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        log::warn!("cannot delete {}: {e}", dir.display());
+    }
+}
+
+/// Creates a conversation record for a start request (blocking: directory creation, files).
+/// Resumes the state and events when the directory already exists (API.md §2.1).
+pub fn create_record(
+    root: &std::path::Path,
+    id: Uuid,
+    req: &crate::model::StartConversationRequest,
+    cipher: Option<&Arc<Fernet>>,
+) -> std::io::Result<ConversationRecord> {
+    std::fs::create_dir_all(&req.workspace.working_dir)?;
+    let conv_dir = dir::conversation_dir(root, &id);
+    let now = wire::utc_now();
+    let resumed = dir::load_for_resume(&conv_dir).map_err(std::io::Error::other)?;
+    let (state, mut log) = match resumed {
+        Some((mut base, log)) => {
+            base.id = id;
+            base.agent = req.agent.clone();
+            base.persistence_dir = dir::persistence_dir_string(root, &id);
+            for (name, s) in &req.secrets {
+                base.secret_registry
+                    .secret_sources
+                    .insert(name.clone(), s.clone());
+            }
+            base.secret_registry
+                .secret_sources
+                .retain(|_, s| s.is_usable());
+            (base, log)
+        }
+        None => {
+            let state = ConversationState {
+                id,
+                agent: req.agent.clone(),
+                workspace: req.workspace.clone(),
+                persistence_dir: dir::persistence_dir_string(root, &id),
+                max_iterations: req.max_iterations,
+                stuck_detection: req.stuck_detection,
+                execution_status: ExecutionStatus::Idle,
+                confirmation_policy: req.confirmation_policy.clone(),
+                security_analyzer: None,
+                activated_knowledge_skills: Vec::new(),
+                stats: ConversationStats::for_agent(&req.agent),
+                secret_registry: crate::model::conversation::SecretRegistry {
+                    secret_sources: req.secrets.clone(),
+                },
+            };
+            (state, EventLog::new(conv_dir.join(dir::EVENTS)))
+        }
+    };
+    let meta = StoredConversation {
+        agent: state.agent.clone(),
+        workspace: state.workspace.clone(),
+        conversation_id: req.conversation_id,
+        confirmation_policy: state.confirmation_policy.clone(),
+        initial_message: req.initial_message.clone(),
+        max_iterations: state.max_iterations,
+        stuck_detection: state.stuck_detection,
+        secrets: state.secret_registry.secret_sources.clone(),
+        id,
+        title: None,
+        metrics: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    dir::write_state_files(
+        &conv_dir,
+        Some(&dir::meta_bytes(&meta, cipher)?),
+        Some(&dir::base_state_bytes(&state)?),
+    )?;
+    if log.is_empty() {
+        let mut first = seam::system_prompt_event(&state.agent);
+        let p = log.prepare(&mut first)?;
+        event_log::write_batch(log.dir(), &[(p.file_name.clone(), p.bytes.clone())])?;
+        log.commit(p.entry);
+    }
+    Ok(ConversationRecord { state, meta, log })
+}

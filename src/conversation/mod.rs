@@ -1,0 +1,83 @@
+//! Conversations as actors. [`registry::ConversationRegistry`] owns the set of conversations
+//! (create, restore at start-up, list/search/count, delete); one [`actor::Conversation`] per
+//! conversation owns its event log, its state and its subscribers, and drives the agent loop
+//! through [`seam`]. Conversations live on a small pool of their own arbiters
+//! ([`arbiters::ArbiterPool`]), never on HTTP workers. Routes and other modules use the typed
+//! handles of [`handle`]. The messages fanned out to subscribers (WebSocket sessions,
+//! webhooks) are defined here; `actors.md` describes the protocol.
+
+pub mod actor;
+pub mod arbiters;
+pub mod handle;
+pub mod registry;
+pub mod seam;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+pub use handle::{ConversationHandle, RegistryHandle};
+pub use seam::system_prompt_event;
+
+/// One or more serialized events (compact API JSON, exactly as REST returns them), in emission
+/// order. A subscriber writes one WebSocket text frame (or webhook item) per element. Each
+/// event is serialized once and the same `Arc` is shared by every subscriber: live events come
+/// one per batch, the `Subscribe` snapshot (`full_state` then the backlog) as one batch.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct EventBatch(pub Arc<[Arc<str>]>);
+
+/// Sent to a subscriber the conversation drops while it is still alive (its mailbox was full:
+/// code 1013 "try again later"). A WebSocket session closes with this code and reason.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// Why a [`ConversationNotice::Info`] was sent (the reference posts ConversationInfo to
+/// conversation webhooks at these moments).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoReason {
+    /// A new conversation was started (201).
+    Created,
+    /// POST /pause (whatever the status).
+    Paused,
+    /// PATCH title.
+    TitleChanged,
+    /// DELETE: the last info before the conversation goes away.
+    Deleted,
+}
+
+/// What global watchers (webhooks) receive from every conversation, registered once with
+/// [`RegistryHandle::start`]. Sent with `do_send` (never dropped): the watcher buffers itself.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum ConversationNotice {
+    /// Events of one conversation in emission order, exactly what subscribers get (persisted
+    /// events and `full_state` publishes, including the one at start/load).
+    Events { id: uuid::Uuid, batch: EventBatch },
+    /// The ConversationInfo JSON at a lifecycle moment.
+    Info {
+        id: uuid::Uuid,
+        info: Arc<str>,
+        reason: InfoReason,
+    },
+}
+
+/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, and
+/// the global watchers.
+pub struct Shared {
+    pub cipher: Option<Arc<crate::store::cipher::Fernet>>,
+    pub activity: Arc<crate::state::Activity>,
+    pub watchers: Vec<Recipient<ConversationNotice>>,
+}
+
+/// Identifies a subscription for [`actor::Unsubscribe`].
+pub type SubscriptionId = u64;
+
+/// Close code for a subscriber that cannot keep up.
+pub const SLOW_SUBSCRIBER_CODE: u16 = 1013;

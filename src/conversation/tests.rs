@@ -1,0 +1,491 @@
+//! Actor-level tests of the subscriber protocol and runs (no HTTP).
+
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::{Value, json};
+
+use super::{ConversationHandle, Disconnect, EventBatch, RegistryHandle};
+use crate::model::requests;
+use crate::state::Activity;
+
+/// Collects every frame and disconnect it receives.
+struct Collector {
+    frames: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+    disconnects: Arc<Mutex<Vec<u16>>>,
+    capacity: usize,
+    /// Blocks the arbiter thread on the first batch until released (a stalled subscriber).
+    gate: Option<Mutex<mpsc::Receiver<()>>>,
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.capacity);
+    }
+}
+
+impl Handler<EventBatch> for Collector {
+    type Result = ();
+    fn handle(&mut self, EventBatch(b): EventBatch, _: &mut Context<Self>) {
+        if let Some(g) = self.gate.take()
+            && let Ok(rx) = g.lock()
+        {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+        self.batches.lock().unwrap().push(b.len());
+        self.frames
+            .lock()
+            .unwrap()
+            .extend(b.iter().map(|j| serde_json::from_str::<Value>(j).unwrap()));
+    }
+}
+
+impl Handler<Disconnect> for Collector {
+    type Result = ();
+    fn handle(&mut self, d: Disconnect, _: &mut Context<Self>) {
+        self.disconnects.lock().unwrap().push(d.code);
+    }
+}
+
+struct Probe {
+    frames: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<usize>>>,
+    disconnects: Arc<Mutex<Vec<u16>>>,
+    addr: Addr<Collector>,
+}
+
+fn collector(
+    capacity: usize,
+    gate: Option<mpsc::Receiver<()>>,
+    arbiter: Option<&ArbiterHandle>,
+) -> Probe {
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let c = Collector {
+        frames: frames.clone(),
+        batches: batches.clone(),
+        disconnects: disconnects.clone(),
+        capacity,
+        gate: gate.map(Mutex::new),
+    };
+    let addr = match arbiter {
+        Some(a) => Collector::start_in_arbiter(a, move |_| c),
+        None => c.start(),
+    };
+    Probe {
+        frames,
+        batches,
+        disconnects,
+        addr,
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn new_conversation(reg: &RegistryHandle, dir: &std::path::Path) -> ConversationHandle {
+    let body = json!({"agent": {"llm": {"model": "m", "api_key": "k"}}, "workspace": {"working_dir": dir.join("ws").to_string_lossy()}});
+    let req = requests::start_conversation(&body).unwrap();
+    reg.start_conversation(req).await.unwrap().2
+}
+
+fn describe(v: &Value) -> String {
+    match v["kind"].as_str() {
+        Some("ConversationStateUpdateEvent") => format!(
+            "state:{}={}",
+            v["key"].as_str().unwrap(),
+            if v["key"] == "full_state" {
+                "*".into()
+            } else {
+                v["value"].to_string()
+            }
+        ),
+        Some(k) => k.to_string(),
+        None => "?".into(),
+    }
+}
+
+#[actix_rt::test]
+async fn subscribe_snapshot_then_live_events_in_log_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    h.send_message(
+        requests::send_message(&json!({"content": [{"type": "text", "text": "hi"}]})).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let live = collector(64, None, None);
+    h.subscribe(
+        live.addr.clone().recipient(),
+        Some(live.addr.clone().recipient()),
+        false,
+    )
+    .await
+    .unwrap();
+    let replay = collector(64, None, None);
+    h.subscribe(replay.addr.clone().recipient(), None, true)
+        .await
+        .unwrap();
+
+    h.run().await.unwrap();
+    h.pause().await.unwrap();
+    wait_until("frames", || live.frames.lock().unwrap().len() >= 5).await;
+    let seq: Vec<String> = live.frames.lock().unwrap().iter().map(describe).collect();
+    assert_eq!(
+        seq,
+        [
+            "state:full_state=*",
+            "state:execution_status=\"running\"",
+            "state:execution_status=\"finished\"",
+            "state:full_state=*",
+            "state:full_state=*", // pause on a finished conversation changes nothing but publishes
+        ]
+        .map(String::from)
+        .to_vec()
+    );
+    // the replay subscriber got the snapshot and the whole backlog as one first batch
+    wait_until("replay", || !replay.batches.lock().unwrap().is_empty()).await;
+    assert_eq!(replay.batches.lock().unwrap()[0], 3);
+    let first: Vec<String> = replay
+        .frames
+        .lock()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(describe)
+        .collect();
+    assert_eq!(
+        first,
+        ["state:full_state=*", "SystemPromptEvent", "MessageEvent"]
+    );
+    // full_state carries the state without nulls, secrets masked
+    let fs = live.frames.lock().unwrap()[0]["value"].clone();
+    assert_eq!(fs["agent"]["llm"]["api_key"], "**********");
+    assert!(fs.get("security_analyzer").is_none());
+    assert!(fs["agent"]["llm"].get("base_url").is_none());
+    assert!(live.disconnects.lock().unwrap().is_empty());
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_stalled_subscriber_is_dropped_and_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let arbiter = Arbiter::new();
+    let (release, gate) = mpsc::channel();
+    let slow = collector(2, Some(gate), Some(&arbiter.handle()));
+    h.subscribe(
+        slow.addr.clone().recipient(),
+        Some(slow.addr.clone().recipient()),
+        false,
+    )
+    .await
+    .unwrap();
+    // the first batch blocks the subscriber's thread; a few more fill its mailbox
+    for i in 0..6 {
+        h.send_message(
+            requests::send_message(
+                &json!({"content": [{"type": "text", "text": format!("m{i}")}]}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    release.send(()).unwrap();
+    wait_until("disconnect", || {
+        !slow.disconnects.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        *slow.disconnects.lock().unwrap(),
+        vec![super::SLOW_SUBSCRIBER_CODE]
+    );
+    // dropped: later events do not arrive
+    let n = slow.frames.lock().unwrap().len();
+    h.send_message(requests::send_message(&json!({"content": []})).unwrap())
+        .await
+        .unwrap();
+    h.info().await.unwrap();
+    assert_eq!(slow.frames.lock().unwrap().len(), n);
+    arbiter.stop();
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn second_waiting_run_while_running_is_409() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    // both messages are queued before the first step can complete
+    let a = h.addr().send(super::actor::Run { wait: true });
+    let b = h.addr().send(super::actor::Run { wait: true });
+    let (a, b) = futures_util::join!(a, b);
+    let first = a.unwrap().unwrap().await.unwrap();
+    assert!(first.is_ok());
+    match b.unwrap() {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            format!("409 Conflict: {}", super::actor::ALREADY_RUNNING)
+        ),
+        Ok(_) => panic!("the second run should be refused while the first is active"),
+    }
+    reg.shutdown().await;
+}
+
+/// Records what a global watcher (webhooks) receives.
+struct Watcher(Arc<Mutex<Vec<String>>>);
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<super::ConversationNotice> for Watcher {
+    type Result = ();
+    fn handle(&mut self, n: super::ConversationNotice, _: &mut Context<Self>) {
+        let line = match n {
+            super::ConversationNotice::Events { batch, .. } => batch
+                .0
+                .iter()
+                .map(|j| describe(&serde_json::from_str(j).unwrap()))
+                .collect::<Vec<_>>()
+                .join(","),
+            super::ConversationNotice::Info { info, reason, .. } => {
+                let v: Value = serde_json::from_str(&info).unwrap();
+                format!(
+                    "info:{reason:?}:{}",
+                    v["execution_status"].as_str().unwrap()
+                )
+            }
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[actix_rt::test]
+async fn watchers_see_every_conversation_and_lifecycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let w = Watcher(seen.clone()).start();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        vec![w.recipient()],
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    h.pause().await.unwrap();
+    h.set_title("t".into()).await.unwrap();
+    assert!(reg.delete(h.id()).await.unwrap());
+    wait_until("deleted", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("info:Deleted"))
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "info:Created:idle",
+            "state:full_state=*",
+            "info:Paused:paused",
+            "state:execution_status=\"paused\"",
+            "PauseEvent",
+            "state:full_state=*",
+            "info:TitleChanged:paused",
+            "info:Deleted:paused",
+        ]
+        .map(String::from)
+        .to_vec()
+    );
+    reg.shutdown().await;
+}
+
+const A1: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0001";
+const A2: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0002";
+
+/// DEVIATIONS #2: rejecting while waiting for confirmation rejects every pending action.
+#[actix_rt::test]
+async fn reject_pending_actions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = RegistryHandle::start(
+        root.clone(),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let action = |id: &str, call: &str| -> crate::model::Event {
+        serde_json::from_value(json!({
+            "kind": "ActionEvent", "id": id, "timestamp": crate::model::wire::event_timestamp_now(), "source": "agent",
+            "thought": [], "thinking_blocks": [], "action": {"kind": "TerminalAction", "command": "ls", "is_input": false, "timeout": null, "reset": false},
+            "tool_name": "terminal", "tool_call_id": call,
+            "tool_call": {"id": call, "name": "terminal", "arguments": "{}", "origin": "completion"},
+            "llm_response_id": "r1", "security_risk": "LOW"
+        }))
+        .unwrap()
+    };
+    h.append(vec![action(A1, "c1"), action(A2, "c2")])
+        .await
+        .unwrap();
+    let id = h.id();
+    reg.shutdown().await;
+    // the run stopped waiting for confirmation (only the agent loop can get there)
+    let base = root.join(id.simple().to_string()).join("base_state.json");
+    let text = std::fs::read_to_string(&base).unwrap().replace(
+        "\"execution_status\": \"idle\"",
+        "\"execution_status\": \"waiting_for_confirmation\"",
+    );
+    std::fs::write(&base, text).unwrap();
+
+    let reg = RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new()).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        h.state().await.unwrap().execution_status,
+        crate::model::ExecutionStatus::WaitingForConfirmation
+    );
+    h.respond_to_confirmation(false, "not now".into())
+        .await
+        .unwrap();
+    let tail: Vec<Value> = h
+        .history()
+        .await
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|e| serde_json::from_str::<Value>(&e.to_api_json()).unwrap())
+        .collect();
+    assert_eq!(
+        tail.len(),
+        3,
+        "{:?}",
+        h.history()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.kind().to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (tail[0]["key"].clone(), tail[0]["value"].clone()),
+        (json!("execution_status"), json!("idle"))
+    );
+    for (e, (a, c)) in tail[1..].iter().zip([(A1, "c1"), (A2, "c2")]) {
+        assert_eq!(e["kind"], "UserRejectObservation");
+        assert_eq!(
+            (
+                e["action_id"].as_str(),
+                e["tool_call_id"].as_str(),
+                e["rejection_reason"].as_str()
+            ),
+            (Some(a), Some(c), Some("not now"))
+        );
+    }
+    assert_eq!(
+        h.state().await.unwrap().execution_status,
+        crate::model::ExecutionStatus::Idle
+    );
+    reg.shutdown().await;
+}
+
+/// DEVIATIONS #6: stats survive a restart (the reference resets them).
+#[actix_rt::test]
+async fn stats_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = RegistryHandle::start(
+        root.clone(),
+        Some("key"),
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let mut stats = h.state().await.unwrap().stats;
+    let m = stats.usage_to_metrics.get_mut("default").unwrap();
+    m.accumulated_cost = 0.25;
+    m.token_usages.push(crate::model::conversation::TokenUsage {
+        model: "m".into(),
+        prompt_tokens: 10,
+        ..Default::default()
+    });
+    h.update_stats(stats.clone()).await.unwrap();
+    let id = h.id();
+    let info_before = h.info().await.unwrap();
+    reg.shutdown().await;
+
+    let reg =
+        RegistryHandle::start(root, Some("key"), Arc::new(Activity::default()), Vec::new()).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    assert_eq!(h.state().await.unwrap().stats, stats);
+    assert_eq!(h.info().await.unwrap(), info_before);
+    let last = h.history().await.unwrap().pop().unwrap();
+    let v: Value = serde_json::from_str(&last.to_api_json()).unwrap();
+    assert_eq!(v["key"], "stats");
+    assert_eq!(
+        v["value"]["usage_to_metrics"]["default"]["accumulated_cost"],
+        0.25
+    );
+    assert!(
+        v["value"]["usage_to_metrics"]["default"]
+            .get("token_usages")
+            .is_none(),
+        "snapshot form"
+    );
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn json_history_and_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let ev = json!({"kind": "AgentErrorEvent", "id": crate::model::wire::new_event_id(), "timestamp": crate::model::wire::event_timestamp_now(),
+        "source": "agent", "tool_name": "x", "tool_call_id": "c", "error": "boom"});
+    h.append_json(vec![ev.clone()]).await.unwrap();
+    assert!(h.append_json(vec![json!({"kind": 5})]).await.is_err());
+    let hist = h.history_json().await.unwrap();
+    assert_eq!(hist.len(), 2);
+    assert_eq!(serde_json::from_str::<Value>(&hist[1]).unwrap(), ev);
+    reg.shutdown().await;
+}
