@@ -13,6 +13,9 @@
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
+//! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
+//!   zip, git changes and diffs).
+//! - [`sidecar`]: supervisors of the optional VS Code and VNC desktop processes.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -24,8 +27,10 @@ pub mod http;
 pub mod logging;
 pub mod model;
 pub mod routes;
+pub mod sidecar;
 pub mod state;
 pub mod store;
+pub mod workspace;
 
 use std::net::TcpListener;
 
@@ -35,6 +40,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Config;
+use crate::sidecar::desktop::DesktopHandle;
+use crate::sidecar::vscode::VscodeHandle;
 use crate::state::Activity;
 
 /// Everything the routes need, created once before the HTTP server starts.
@@ -44,6 +51,10 @@ pub struct Services {
     pub activity: web::Data<Activity>,
     /// The conversation registry (conversations, events, subscriptions).
     pub conversations: web::Data<conversation::RegistryHandle>,
+    /// The VS Code supervisor (absent inside when disabled).
+    pub vscode: web::Data<VscodeHandle>,
+    /// The VNC desktop supervisor (absent inside when disabled).
+    pub desktop: web::Data<DesktopHandle>,
 }
 
 impl Services {
@@ -59,16 +70,22 @@ impl Services {
             activity.clone().into_inner(),
         )
         .await;
+        let vscode = web::Data::new(VscodeHandle::start(&config));
+        let desktop = web::Data::new(DesktopHandle::start(&config));
         Ok(Services {
             config: web::Data::new(config),
             activity,
             conversations: web::Data::new(conversations),
+            vscode,
+            desktop,
         })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
     pub async fn shutdown(&self) {
         self.conversations.shutdown().await;
+        self.vscode.shutdown().await;
+        self.desktop.shutdown().await;
     }
 }
 
@@ -88,7 +105,14 @@ pub fn build_app(
         .app_data(services.config.clone())
         .app_data(services.activity.clone())
         .app_data(services.conversations.clone())
+        .app_data(services.vscode.clone())
+        .app_data(services.desktop.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
+        .app_data(http::extractor_errors::json_config(
+            services.config.max_body_bytes,
+        ))
+        .app_data(http::extractor_errors::query_config())
+        .app_data(http::extractor_errors::path_config())
         .configure(routes::configure)
         .wrap(from_fn(http::gate))
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Activity {
     started: Instant,
-    /// Last time a conversation event was published (or a request touched `/api`).
+    /// Last time a conversation event was published (requests do not count, as in the reference).
     last: Mutex<Instant>,
 }
 
@@ -29,9 +29,6 @@ impl Activity {
             *l = Instant::now();
         }
     }
-
-    /// Requests do not reset idle time in the reference; only events do. Kept as a hook.
-    pub fn touch_request(&self) {}
 
     /// Whole seconds since start.
     pub fn uptime(&self) -> f64 {

@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP behaviour in one place: the route table used for the reference's
 //! 404/405/307 answers, CORS, session-key authentication and the access log.
 
+pub mod extractor_errors;
 pub mod validate;
 
 use std::time::Instant;
@@ -15,7 +16,6 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::state::Activity;
 
 /// Every HTTP route of the server, as `(method, actix pattern)`. The gate answers 404/405/307 from
 /// this table before authentication, as the reference's router does; `routes::configure` must
@@ -255,12 +255,6 @@ pub async fn gate(
             }
         }
     };
-
-    if let Some(a) = req.app_data::<web::Data<Activity>>() {
-        if path.starts_with("/api/") {
-            a.touch_request();
-        }
-    }
 
     let res: ServiceResponse<BoxBody> = match early {
         Some(mut resp) => {

@@ -2,8 +2,12 @@
 //! entries of [`crate::http::ROUTES`] it owns; handlers stay thin (extract, call a handle, map).
 
 pub mod conversations;
+pub mod desktop;
 pub mod events;
+pub mod files;
+pub mod git;
 pub mod server;
+pub mod vscode;
 
 use actix_web::web;
 
@@ -12,4 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
+    files::configure(cfg);
+    git::configure(cfg);
+    vscode::configure(cfg);
+    desktop::configure(cfg);
 }

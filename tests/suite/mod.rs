@@ -1,3 +1,5 @@
 //! Integration tests, one module per area.
 
+mod files;
 mod foundation;
+mod process;
