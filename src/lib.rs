@@ -16,6 +16,8 @@
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
 //! - [`sidecar`]: supervisors of the optional VS Code and VNC desktop processes.
+//! - [`ws`]: WebSocket session actors (conversation event socket) and their bounded outbound queue.
+//! - [`webhooks`]: outgoing event and conversation webhooks, subscribed to conversations.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -30,7 +32,9 @@ pub mod routes;
 pub mod sidecar;
 pub mod state;
 pub mod store;
+pub mod webhooks;
 pub mod workspace;
+pub mod ws;
 
 use std::net::TcpListener;
 
@@ -55,6 +59,8 @@ pub struct Services {
     pub vscode: web::Data<VscodeHandle>,
     /// The VNC desktop supervisor (absent inside when disabled).
     pub desktop: web::Data<DesktopHandle>,
+    /// Outgoing webhooks (inert when none is configured).
+    pub webhooks: web::Data<webhooks::WebhookHub>,
 }
 
 impl Services {
@@ -64,10 +70,12 @@ impl Services {
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
-        let conversations = conversation::RegistryHandle::start(
+        let webhooks = webhooks::WebhookHub::start(&config);
+        let conversations = conversation::RegistryHandle::start_observed(
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
+            webhooks.observer(),
         )
         .await;
         let vscode = web::Data::new(VscodeHandle::start(&config));
@@ -78,12 +86,16 @@ impl Services {
             conversations: web::Data::new(conversations),
             vscode,
             desktop,
+            webhooks: web::Data::new(webhooks),
         })
     }
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
     pub async fn shutdown(&self) {
+        // conversations close their sockets and webhooks (Disconnect 1001); webhooks then
+        // post what they still hold
         self.conversations.shutdown().await;
+        self.webhooks.shutdown().await;
         self.vscode.shutdown().await;
         self.desktop.shutdown().await;
     }
@@ -107,6 +119,7 @@ pub fn build_app(
         .app_data(services.conversations.clone())
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
+        .app_data(services.webhooks.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .app_data(http::extractor_errors::json_config(
             services.config.max_body_bytes,

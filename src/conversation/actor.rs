@@ -19,7 +19,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
-use super::{ConversationHandle, Disconnect, EventBatch, SLOW_SUBSCRIBER_CODE, SubscriptionId};
+use super::{
+    ConversationHandle, DELETED_CODE, Disconnect, EventBatch, SHUTDOWN_CODE,
+    SLOW_SUBSCRIBER_CODE, SubscriptionId,
+};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
 use crate::model::events::UserRejectObservation;
@@ -622,7 +625,8 @@ pub struct Subscribe {
 pub struct Unsubscribe(pub SubscriptionId);
 
 /// Stops the conversation: pending writes done, state files written; with `delete` the
-/// directory is removed. Subscribers are dropped (not closed, as the reference).
+/// directory is removed. Live subscribers get `Disconnect` 1000 (delete) or 1001 (shutdown)
+/// and are dropped (the reference leaves sockets open; we close them cleanly).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
@@ -913,9 +917,22 @@ impl Handler<Shutdown> for Conversation {
                 let _ = p.send(());
             }
         }
-        self.subscribers.clear();
         let staged = std::mem::take(&mut self.staged);
         self.commit(staged);
+        // live subscribers are told why they are dropped: sockets close, webhooks flush
+        let (code, reason) = if m.delete {
+            (DELETED_CODE, "Conversation deleted")
+        } else {
+            (SHUTDOWN_CODE, "Server shutting down")
+        };
+        for s in self.subscribers.drain(..) {
+            if let Some(d) = s.disconnect {
+                d.do_send(Disconnect {
+                    code,
+                    reason: reason.into(),
+                });
+            }
+        }
         let files = if m.delete {
             None
         } else {

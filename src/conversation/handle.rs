@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
-use super::{Disconnect, EventBatch, SubscriptionId};
+use super::{ConversationObserver, Disconnect, EventBatch, SubscriptionId};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
 use crate::model::{
@@ -201,10 +201,20 @@ impl RegistryHandle {
         secret_key: Option<&str>,
         activity: Arc<Activity>,
     ) -> RegistryHandle {
+        Self::start_observed(root, secret_key, activity, None).await
+    }
+
+    /// As [`Self::start`], telling `observer` about every conversation started (webhooks).
+    pub async fn start_observed(
+        root: PathBuf,
+        secret_key: Option<&str>,
+        activity: Arc<Activity>,
+        observer: Option<Arc<dyn ConversationObserver>>,
+    ) -> RegistryHandle {
         let cipher = secret_key.map(|k| Arc::new(Fernet::from_secret_key(k)));
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
         let (addr, arbiter) =
-            ConversationRegistry::start(root, cipher, activity, pool.clone()).await;
+            ConversationRegistry::start(root, cipher, activity, pool.clone(), observer).await;
         RegistryHandle {
             addr,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::ConversationHandle;
+use super::{ConversationHandle, ConversationObserver};
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
 use super::arbiters::ArbiterPool;
 use super::seam;
@@ -38,6 +38,8 @@ pub struct ConversationRegistry {
     /// Creation/load order (search ties keep it).
     entries: Vec<Entry>,
     index: HashMap<Uuid, usize>,
+    /// Told about each conversation started (webhooks); `None` when nobody listens.
+    observer: Option<Arc<dyn ConversationObserver>>,
 }
 
 impl Actor for ConversationRegistry {
@@ -168,6 +170,7 @@ impl ConversationRegistry {
         cipher: Option<Arc<Fernet>>,
         activity: Arc<Activity>,
         pool: Arc<ArbiterPool>,
+        observer: Option<Arc<dyn ConversationObserver>>,
     ) -> (Addr<ConversationRegistry>, Arbiter) {
         let records = restore_all(root.clone(), cipher.clone()).await;
         let n = records.len();
@@ -178,6 +181,7 @@ impl ConversationRegistry {
             pool: pool.clone(),
             entries: Vec::new(),
             index: HashMap::new(),
+            observer,
         };
         for rec in records {
             if reg.index.contains_key(&rec.state.id) {
@@ -185,6 +189,9 @@ impl ConversationRegistry {
             }
             let (handle, summary) =
                 spawn_conversation(&pool, rec, &root, cipher.clone(), activity.clone());
+            if let Some(o) = &reg.observer {
+                o.attached(&handle, false);
+            }
             reg.insert(handle, summary);
         }
         if n > 0 {
@@ -290,6 +297,9 @@ impl Handler<Create> for ConversationRegistry {
                     act.cipher.clone(),
                     act.activity.clone(),
                 );
+                if let Some(o) = &act.observer {
+                    o.attached(&handle, true);
+                }
                 act.insert(handle.clone(), summary);
                 Ok((handle, true))
             },

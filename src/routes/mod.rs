@@ -4,6 +4,7 @@
 pub mod conversations;
 pub mod desktop;
 pub mod events;
+pub mod events_socket;
 pub mod files;
 pub mod git;
 pub mod server;
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
+    events_socket::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);
     vscode::configure(cfg);
