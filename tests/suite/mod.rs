@@ -3,3 +3,4 @@
 mod files;
 mod foundation;
 mod process;
+mod sockets;
