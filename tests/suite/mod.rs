@@ -4,3 +4,4 @@ mod files;
 mod foundation;
 mod process;
 mod sockets;
+mod webhooks;
