@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
-    ConversationHandle, DELETED_CODE, Disconnect, EventBatch, SHUTDOWN_CODE,
-    SLOW_SUBSCRIBER_CODE, SubscriptionId,
+    ConversationHandle, DELETED_CODE, Disconnect, EventBatch, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE,
+    SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::{ConversationHandle, ConversationObserver};
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
 use super::arbiters::ArbiterPool;
 use super::seam;
+use super::{ConversationHandle, ConversationObserver};
 use crate::error::ApiError;
 use crate::model::{ExecutionStatus, StartConversationRequest, wire};
 use crate::state::Activity;

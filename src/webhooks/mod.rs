@@ -190,9 +190,7 @@ impl WebhookHub {
 
     /// What the registry tells about new and loaded conversations (`None` without webhooks).
     pub fn observer(&self) -> Option<Arc<dyn ConversationObserver>> {
-        self.hub
-            .clone()
-            .map(|h| h as Arc<dyn ConversationObserver>)
+        self.hub.clone().map(|h| h as Arc<dyn ConversationObserver>)
     }
 
     /// Posts the conversation's current ConversationInfo (after pause and title change).

@@ -181,15 +181,11 @@ impl Actor for EventSession {
                 .subscribe(me.clone().recipient(), Some(me.recipient()), resend_all)
                 .await
         };
-        ctx.spawn(
-            subscribe
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(id) => act.subscription = Some(id),
-                    // deleted between the lookup and the subscription
-                    Err(_) => act.close(ctx, NOT_FOUND_CODE, "Conversation not found", false),
-                }),
-        );
+        ctx.spawn(subscribe.into_actor(self).map(|res, act, ctx| match res {
+            Ok(id) => act.subscription = Some(id),
+            // deleted between the lookup and the subscription
+            Err(_) => act.close(ctx, NOT_FOUND_CODE, "Conversation not found", false),
+        }));
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {

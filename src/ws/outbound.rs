@@ -192,7 +192,8 @@ mod tests {
     fn encoding_drains_in_order_and_frees_the_budget() {
         let mut q = OutboundQueue::new(100);
         q.push_snapshot(&[Arc::from("snap")]);
-        q.push_live(&[Arc::from("a"), Arc::from("bc")]).expect("fits");
+        q.push_live(&[Arc::from("a"), Arc::from("bc")])
+            .expect("fits");
         let mut buf = BytesMut::new();
         q.encode_into(&mut buf, 1);
         // one frame per call when max is tiny: 0x81, length, payload

@@ -177,9 +177,7 @@ async fn handshake_auth_and_errors() {
     assert_eq!(first["source"], "environment");
     assert_eq!(first["value"]["id"], json!(id));
     assert_eq!(first["value"]["execution_status"], "idle");
-    assert!(
-        !ids(&log_events(&s, &id).await).contains(&first["id"].as_str().unwrap().to_string())
-    );
+    assert!(!ids(&log_events(&s, &id).await).contains(&first["id"].as_str().unwrap().to_string()));
     // nothing else without activity
     assert!(
         next_frame(&mut ws, Duration::from_millis(300))
@@ -191,7 +189,10 @@ async fn handshake_auth_and_errors() {
     for flag in ["true", "1", "yes", "True"] {
         let mut ws = connect(&s, &events_path(&id, &format!("&resend_all={flag}"))).await;
         let r = read_events(&mut ws, 2, Duration::from_secs(10)).await;
-        assert_eq!(r.events[1]["kind"], "SystemPromptEvent", "resend_all={flag}");
+        assert_eq!(
+            r.events[1]["kind"], "SystemPromptEvent",
+            "resend_all={flag}"
+        );
     }
 
     // unknown conversation: accepted, then closed with 4004 and no frames
@@ -226,7 +227,9 @@ async fn fan_out(clients: usize, messages: usize) {
     let readers: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
-            tokio::spawn(async move { read_events(&mut ws, messages, Duration::from_secs(30)).await })
+            tokio::spawn(
+                async move { read_events(&mut ws, messages, Duration::from_secs(30)).await },
+            )
         })
         .collect();
     for i in 0..messages {
@@ -280,9 +283,10 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
             .unwrap()
     ));
     let messages = 500;
-    let fast_reader = tokio::spawn(async move {
-        read_events(&mut fast, messages, Duration::from_secs(60)).await
-    });
+    let fast_reader =
+        tokio::spawn(
+            async move { read_events(&mut fast, messages, Duration::from_secs(60)).await },
+        );
     // 16 KB per event: megabytes in total, far more than socket buffers and the mailbox hold
     let filler = "x".repeat(16 * 1024);
     for i in 0..messages {
@@ -301,7 +305,6 @@ async fn a_client_that_stops_reading_is_closed_with_1013() {
     assert_eq!(close.0, 1013, "{close:?}");
     assert!(is_full_state(&slow.events[0]));
     let got = ids(&slow.events[1..]);
-    eprintln!("slow client: {} events then {close:?}", got.len());
     assert!(got.len() < messages, "slow client got everything");
     assert_eq!(got, expected[..got.len()].to_vec());
 
