@@ -323,21 +323,24 @@ async fn resend_all_during_activity_is_gapless_and_without_duplicates() {
     let s = std::sync::Arc::new(TestServer::start());
     let id = create_conversation(&s).await;
     let messages = 60;
+    // the writer reports every tenth message; a new client joins each time, mid-activity
+    let (progress_tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let writer = {
         let (s, id) = (s.clone(), id.clone());
         tokio::spawn(async move {
             for i in 0..messages {
+                if i % 10 == 0 {
+                    let _ = progress_tx.send(i);
+                }
                 post_message(&s, &id, &format!("m{i}")).await;
             }
         })
     };
-    // clients join at different points of the activity
     let mut readers = Vec::new();
-    for _ in 0..6 {
-        let ws = connect(&s, &events_path(&id, "&resend_all=true")).await;
-        readers.push(ws);
-        tokio::time::sleep(Duration::from_millis(15)).await;
+    while progress.recv().await.is_some() {
+        readers.push(connect(&s, &events_path(&id, "&resend_all=true")).await);
     }
+    assert_eq!(readers.len(), 6);
     writer.await.unwrap();
     let log = log_events(&s, &id).await;
     assert_eq!(log.len(), 1 + messages);

@@ -28,6 +28,8 @@ struct ReceiverState {
     /// When false, connections are dropped unanswered (the receiver is "down").
     up: bool,
     hits: Vec<Hit>,
+    /// Connections dropped while down.
+    refused: usize,
 }
 
 /// A minimal HTTP/1.1 server that records POSTs and answers 200 (keep-alive).
@@ -42,14 +44,18 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(ReceiverState {
             up,
-            hits: Vec::new(),
+            ..ReceiverState::default()
         }));
         let st = state.clone();
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                if !st.lock().unwrap().up {
-                    drop(conn);
-                    continue;
+                {
+                    let mut s = st.lock().unwrap();
+                    if !s.up {
+                        s.refused += 1;
+                        drop(conn);
+                        continue;
+                    }
                 }
                 let st = st.clone();
                 tokio::spawn(async move {
@@ -254,8 +260,10 @@ async fn event_batches_and_conversation_posts() {
         .collect();
     assert_eq!(ids(&persisted), ids(&log));
     assert!(is_full_state(all.last().unwrap()));
-    // nothing is posted twice
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // nothing is posted twice (a stop drains the webhooks)
+    tokio::task::spawn_blocking(move || drop(s.stop()))
+        .await
+        .unwrap();
     assert_eq!(rx.events(&h).len(), log.len() + 2);
     assert_eq!(rx.infos().len(), 4);
 }
@@ -271,7 +279,11 @@ async fn events_arrive_after_the_receiver_was_down() {
         post_message(&s, &id, &format!("while down {i}")).await;
     }
     // let a few attempts fail
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    poll(Duration::from_secs(20), "failed deliveries", || {
+        let refused = rx.state.lock().unwrap().refused;
+        async move { (refused >= 4).then_some(()) }
+    })
+    .await;
     assert!(rx.hits().is_empty());
     rx.set_up(true);
     for i in 0..3 {
@@ -281,7 +293,10 @@ async fn events_arrive_after_the_receiver_was_down() {
     let events = wait_events(&rx, &h, 1 + log.len()).await;
     assert!(is_full_state(&events[0]));
     assert_eq!(ids(&events[1..]), ids(&log));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // after a stop (which drains the webhooks) nothing more came: no duplicates
+    tokio::task::spawn_blocking(move || drop(s.stop()))
+        .await
+        .unwrap();
     assert_eq!(rx.events(&h).len(), 1 + log.len(), "no duplicates");
 }
 
