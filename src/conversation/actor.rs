@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
-    ConversationHandle, ConversationNotice, Disconnect, EventBatch, InfoReason,
-    SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+    ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoReason,
+    SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
@@ -658,7 +658,8 @@ pub struct Subscribe {
 pub struct Unsubscribe(pub SubscriptionId);
 
 /// Stops the conversation: pending writes done, state files written; with `delete` the
-/// directory is removed. Subscribers are dropped (not closed, as the reference).
+/// directory is removed. Live subscribers get `Disconnect` 1000 (delete) or 1001 (shutdown)
+/// and are dropped (the reference leaves sockets open; we close them cleanly).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
@@ -960,9 +961,22 @@ impl Handler<Shutdown> for Conversation {
                 let _ = p.send(());
             }
         }
-        self.subscribers.clear();
         let staged = std::mem::take(&mut self.staged);
         self.commit(staged);
+        // live subscribers are told why they are dropped: sockets close, webhooks flush
+        let (code, reason) = if m.delete {
+            (DELETED_CODE, "Conversation deleted")
+        } else {
+            (SHUTDOWN_CODE, "Server shutting down")
+        };
+        for s in self.subscribers.drain(..) {
+            if let Some(d) = s.disconnect {
+                d.do_send(Disconnect {
+                    code,
+                    reason: reason.into(),
+                });
+            }
+        }
         let files = if m.delete {
             None
         } else {

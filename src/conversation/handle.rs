@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
-use super::{ConversationNotice, Disconnect, EventBatch, Shared, SubscriptionId};
+use super::{
+    ConversationNotice, ConversationObserver, Disconnect, EventBatch, Shared, SubscriptionId,
+};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
 use crate::model::{
@@ -222,6 +224,7 @@ impl RegistryHandle {
         secret_key: Option<&str>,
         activity: Arc<Activity>,
         watchers: Vec<Recipient<ConversationNotice>>,
+        observer: Option<Arc<dyn ConversationObserver>>,
     ) -> RegistryHandle {
         let cipher = secret_key.map(|k| Arc::new(Fernet::from_secret_key(k)));
         let shared = Arc::new(Shared {
@@ -230,7 +233,8 @@ impl RegistryHandle {
             watchers,
         });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
-        let (addr, arbiter) = ConversationRegistry::start(root, shared, pool.clone()).await;
+        let (addr, arbiter) =
+            ConversationRegistry::start(root, shared, pool.clone(), observer).await;
         RegistryHandle {
             addr,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),

@@ -6,4 +6,6 @@ mod conversations;
 mod files;
 mod foundation;
 mod process;
+mod sockets;
 mod tools;
+mod webhooks;
