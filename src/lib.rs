@@ -24,7 +24,9 @@
 //!   confirmation, stuck detection, condensation, title / ask-agent) and a one-step driver.
 //! - [`bash`]: background shell commands: the `BashSupervisor` (event log, fan-out) and one
 //!   `BashCommandActor` per command (PTY, process group), behind [`bash::BashHandle`].
-//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`).
+//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`) and their bounded
+//!   outbound queue.
+//! - [`webhooks`]: outgoing event and conversation webhooks, subscribed to conversations.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -43,6 +45,7 @@ pub mod sidecar;
 pub mod state;
 pub mod store;
 pub mod tools;
+pub mod webhooks;
 pub mod workspace;
 pub mod ws;
 
@@ -71,6 +74,8 @@ pub struct Services {
     pub desktop: web::Data<DesktopHandle>,
     /// The bash service (background commands and their events).
     pub bash: web::Data<bash::BashHandle>,
+    /// Outgoing webhooks (inert when none is configured).
+    pub webhooks: web::Data<webhooks::WebhookHub>,
 }
 
 impl Services {
@@ -80,11 +85,13 @@ impl Services {
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
+        let webhooks = webhooks::WebhookHub::start(&config);
         let conversations = conversation::RegistryHandle::start_limited(
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
             Vec::new(),
+            webhooks.observer(),
             conversation::Limits::from_config(&config),
         )
         .await;
@@ -102,6 +109,7 @@ impl Services {
             vscode,
             desktop,
             bash: web::Data::new(bash),
+            webhooks: web::Data::new(webhooks),
         })
     }
 
@@ -112,6 +120,12 @@ impl Services {
         self.desktop.shutdown().await;
         // Commands: kill every process group, reap, record the last events.
         self.bash.shutdown().await;
+        // conversations close their sockets and webhooks (Disconnect 1001); webhooks then
+        // post what they still hold
+        self.conversations.shutdown().await;
+        self.webhooks.shutdown().await;
+        self.vscode.shutdown().await;
+        self.desktop.shutdown().await;
     }
 }
 
@@ -134,6 +148,7 @@ pub fn build_app(
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
         .app_data(services.bash.clone())
+        .app_data(services.webhooks.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .app_data(http::extractor_errors::json_config(
             services.config.max_body_bytes,

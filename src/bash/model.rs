@@ -288,36 +288,12 @@ pub fn spawn_error_text(errno: Option<i32>, detail: &str, path: Option<&str>) ->
         None => detail.to_string(),
     };
     match path {
-        Some(p) => format!("Error executing command: {core}: {}", python_repr(p)),
+        Some(p) => format!(
+            "Error executing command: {core}: {}",
+            crate::llm::pyjson::repr_str(p)
+        ),
         None => format!("Error executing command: {core}"),
     }
-}
-
-/// Python's `repr` of a string, enough for file names: single quotes unless the text holds a
-/// single quote and no double quote.
-fn python_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Parses a query datetime as pydantic does (`2026-11-28T13:08:20.5+01:00`, a space or `T`,
@@ -493,6 +469,6 @@ mod tests {
             spawn_error_text(Some(2), "", Some("/nonexistent/dir")),
             "Error executing command: [Errno 2] No such file or directory: '/nonexistent/dir'"
         );
-        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(crate::llm::pyjson::repr_str("it's"), "\"it's\"");
     }
 }

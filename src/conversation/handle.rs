@@ -11,7 +11,10 @@ use uuid::Uuid;
 use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
-use super::{ConversationNotice, Disconnect, EventBatch, Limits, Shared, SubscriptionId};
+use super::{
+    ConversationNotice, ConversationObserver, Disconnect, EventBatch, Limits, Shared,
+    SubscriptionId,
+};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
 use crate::model::{
@@ -233,11 +236,11 @@ impl ConversationHandle {
         resend_all: bool,
     ) -> Result<SubscriptionId, ApiError> {
         self.addr
-            .send(actor::Subscribe {
+            .send(actor::SubscribeClient(actor::Subscribe {
                 frames,
                 disconnect,
                 resend_all,
-            })
+            }))
             .await?
     }
 
@@ -268,8 +271,17 @@ impl RegistryHandle {
         secret_key: Option<&str>,
         activity: Arc<Activity>,
         watchers: Vec<Recipient<ConversationNotice>>,
+        observer: Option<Arc<dyn ConversationObserver>>,
     ) -> RegistryHandle {
-        Self::start_limited(root, secret_key, activity, watchers, Limits::UNLIMITED).await
+        Self::start_limited(
+            root,
+            secret_key,
+            activity,
+            watchers,
+            observer,
+            Limits::UNLIMITED,
+        )
+        .await
     }
 
     /// As [`Self::start`], with resource caps (conversations, subscribers, message size).
@@ -278,6 +290,7 @@ impl RegistryHandle {
         secret_key: Option<&str>,
         activity: Arc<Activity>,
         watchers: Vec<Recipient<ConversationNotice>>,
+        observer: Option<Arc<dyn ConversationObserver>>,
         limits: Limits,
     ) -> RegistryHandle {
         let cipher = secret_key.map(|k| Arc::new(Fernet::from_secret_key(k)));
@@ -288,7 +301,8 @@ impl RegistryHandle {
             limits,
         });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
-        let (addr, arbiter) = ConversationRegistry::start(root, shared, pool.clone()).await;
+        let (addr, arbiter) =
+            ConversationRegistry::start(root, shared, pool.clone(), observer).await;
         RegistryHandle {
             addr,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),

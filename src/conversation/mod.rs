@@ -117,3 +117,17 @@ pub const SLOW_SUBSCRIBER_CODE: u16 = 1013;
 /// (1013 "try again later", with a reason naming the cap). [`ConversationHandle::subscribe`]
 /// answers such a refusal with a 429 [`crate::error::ApiError`].
 pub const TOO_MANY_SUBSCRIBERS_CODE: u16 = 1013;
+
+/// Close code sent to live subscribers when their conversation is deleted (normal closure).
+pub const DELETED_CODE: u16 = 1000;
+
+/// Close code sent to live subscribers when the server shuts down (going away).
+pub const SHUTDOWN_CODE: u16 = 1001;
+
+/// Told about every conversation actor the registry starts: `created` for POST
+/// /api/conversations (201), not for a load at start-up. Called on the registry's thread before
+/// the handle is published, so messages it sends to `handle.addr()` are queued ahead of any
+/// request (the webhooks subscribe here). Must not block.
+pub trait ConversationObserver: Send + Sync {
+    fn attached(&self, handle: &ConversationHandle, created: bool);
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
 use super::arbiters::ArbiterPool;
 use super::seam;
-use super::{ConversationHandle, Shared};
+use super::{ConversationHandle, ConversationObserver, Shared};
 use crate::error::ApiError;
 use crate::model::{ExecutionStatus, StartConversationRequest, wire};
 use crate::store::cipher::Fernet;
@@ -39,6 +39,8 @@ pub struct ConversationRegistry {
     index: HashMap<Uuid, usize>,
     /// Ids whose directory is being created, with the start requests waiting for them.
     creating: HashMap<Uuid, Vec<CreateWaiter>>,
+    /// Told about each conversation started (webhooks); `None` when nobody listens.
+    observer: Option<Arc<dyn ConversationObserver>>,
 }
 
 impl Actor for ConversationRegistry {
@@ -172,6 +174,7 @@ impl ConversationRegistry {
         root: PathBuf,
         shared: Arc<Shared>,
         pool: Arc<ArbiterPool>,
+        observer: Option<Arc<dyn ConversationObserver>>,
     ) -> (Addr<ConversationRegistry>, Arbiter) {
         let records = restore_all(root.clone(), shared.cipher.clone()).await;
         let n = records.len();
@@ -182,12 +185,16 @@ impl ConversationRegistry {
             entries: Vec::new(),
             index: HashMap::new(),
             creating: HashMap::new(),
+            observer,
         };
         for rec in records {
             if reg.index.contains_key(&rec.state.id) {
                 continue;
             }
             let (handle, summary) = spawn_conversation(&pool, rec, &root, shared.clone(), false);
+            if let Some(o) = &reg.observer {
+                o.attached(&handle, false);
+            }
             reg.insert(handle, summary);
         }
         if n > 0 {
@@ -315,6 +322,9 @@ impl Handler<Create> for ConversationRegistry {
                             act.shared.clone(),
                             true,
                         );
+                        if let Some(o) = &act.observer {
+                            o.attached(&handle, true);
+                        }
                         act.insert(handle.clone(), summary);
                         Ok(handle)
                     }

@@ -122,6 +122,7 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -192,6 +193,7 @@ async fn a_stalled_subscriber_is_dropped_and_told() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -244,6 +246,7 @@ async fn second_waiting_run_while_running_is_409() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -302,6 +305,7 @@ async fn watchers_see_every_conversation_and_lifecycle() {
         None,
         Arc::new(Activity::default()),
         vec![w.recipient()],
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -346,6 +350,7 @@ async fn reject_pending_actions() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -372,7 +377,8 @@ async fn reject_pending_actions() {
     );
     std::fs::write(&base, text).unwrap();
 
-    let reg = RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new()).await;
+    let reg =
+        RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new(), None).await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(
         h.state().await.unwrap().execution_status,
@@ -432,6 +438,7 @@ async fn stats_survive_a_restart() {
         Some("key"),
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -448,8 +455,14 @@ async fn stats_survive_a_restart() {
     let info_before = h.info().await.unwrap();
     reg.shutdown().await;
 
-    let reg =
-        RegistryHandle::start(root, Some("key"), Arc::new(Activity::default()), Vec::new()).await;
+    let reg = RegistryHandle::start(
+        root,
+        Some("key"),
+        Arc::new(Activity::default()),
+        Vec::new(),
+        None,
+    )
+    .await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(h.state().await.unwrap().stats, stats);
     assert_eq!(h.info().await.unwrap(), info_before);
@@ -477,6 +490,7 @@ async fn json_history_and_append() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -503,6 +517,7 @@ async fn caps_on_subscribers_conversations_and_message_size() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
         limits,
     )
     .await;

@@ -12,6 +12,7 @@ use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs, path_uuid};
 use crate::loc;
 use crate::model::{Event, ExecutionStatus, requests};
+use crate::webhooks::WebhookHub;
 
 /// Batch get accepts fewer than this many ids (DEVIATIONS #12: 422 instead of the assert's 500).
 const MAX_BATCH_IDS: usize = 100;
@@ -197,6 +198,7 @@ async fn get(
 
 async fn update_title(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -205,6 +207,7 @@ async fn update_title(
     match reg.get(id).await? {
         Some(h) => {
             h.set_title(title).await?;
+            hooks.conversation_changed(&h).await;
             Ok(success(true))
         }
         None => Ok(success(false)),
@@ -213,10 +216,13 @@ async fn update_title(
 
 async fn delete(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path, "conversation_id")?;
+    let last_info = hooks.info_before_delete(&reg, id).await;
     if reg.delete(id).await? {
+        hooks.post_info(last_info);
         Ok(success(true))
     } else {
         Err(ApiError::bad_request())
@@ -234,10 +240,12 @@ async fn run(
 
 async fn pause(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let h = find(&reg, &path, ApiError::bad_request).await?;
     h.pause().await?;
+    hooks.conversation_changed(&h).await;
     Ok(success(true))
 }
 

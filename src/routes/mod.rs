@@ -5,6 +5,7 @@ pub mod bash;
 pub mod conversations;
 pub mod desktop;
 pub mod events;
+pub mod events_socket;
 pub mod files;
 pub mod git;
 pub mod server;
@@ -19,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     conversations::configure(cfg);
     events::configure(cfg);
     tools::configure(cfg);
+    events_socket::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);
     vscode::configure(cfg);

@@ -125,12 +125,11 @@ async fn messages_past_the_size_cap_get_a_413_and_append_nothing() {
     let (st, _) = s.post_json(&events, &message("fits".into())).await;
     assert_eq!(st, 200);
 
-    // over the event socket (once registered): the message is not appended, the socket stays
+    // over the event socket: the message is not appended, the socket stays
     let url = format!("ws://{}/sockets/events/{id}?session_api_key={KEY}", s.addr);
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await else {
-        eprintln!("note: the event socket is not registered yet; its size check is skipped");
-        return;
-    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("socket");
     let (_, before) = s.get_json(&format!("{events}/count")).await;
     let big = json!({"role": "user", "content": [{"type": "text", "text": "y".repeat(2000)}]});
     ws.send(Message::Text(big.to_string())).await.unwrap();
@@ -176,13 +175,10 @@ async fn subscribers_past_the_cap_are_refused_with_a_clear_code() {
             other => panic!("unexpected first frame {other:?}"),
         }
     };
-    let Some(first) = connect().await else {
-        eprintln!(
-            "note: the event socket is not registered yet; the subscriber cap is checked at the actor level only"
-        );
-        return;
-    };
-    let mut first = first.expect("first subscriber");
+    let mut first = connect()
+        .await
+        .expect("a handshake")
+        .expect("first subscriber");
     let _second = connect().await.unwrap().expect("second subscriber");
     match connect().await {
         Some(Err(Some(frame))) => {

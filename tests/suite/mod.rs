@@ -2,6 +2,7 @@
 
 mod auth;
 mod bash;
+mod compat;
 mod conversations;
 mod files;
 mod foundation;
@@ -9,4 +10,6 @@ mod hostile;
 mod limits;
 mod process;
 mod shutdown;
+mod sockets;
 mod tools;
+mod webhooks;
