@@ -9,7 +9,7 @@ pub mod validate;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
@@ -90,27 +90,94 @@ enum RouteMatch {
     Missing,
 }
 
-/// [`ROUTES`] compiled once (building a `ResourceDef` costs more than a whole request).
-static COMPILED: std::sync::LazyLock<Vec<(&'static str, ResourceDef)>> =
-    std::sync::LazyLock::new(|| {
-        ROUTES
-            .iter()
-            .map(|(m, p)| (*m, ResourceDef::new(*p)))
-            .collect()
-    });
+/// One segment of a route pattern.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Seg {
+    /// Exactly this text.
+    Lit(&'static str),
+    /// `{name}`: one non-empty segment (actix's default `[^/]+`).
+    Param,
+    /// `{name:.*}`: the rest of the path, possibly empty or with slashes (last segment only).
+    Tail,
+}
+
+/// A pattern of [`ROUTES`] split at `/` (the leading `/` dropped).
+struct Pattern {
+    method: &'static str,
+    segs: Vec<Seg>,
+}
+
+impl Pattern {
+    fn parse(method: &'static str, pattern: &'static str) -> Pattern {
+        let segs = pattern
+            .strip_prefix('/')
+            .unwrap_or(pattern)
+            .split('/')
+            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(inner) if inner.ends_with(":.*") => Seg::Tail,
+                Some(_) => Seg::Param,
+                None => Seg::Lit(s),
+            })
+            .collect();
+        Pattern { method, segs }
+    }
+
+    /// Same answer as actix's `ResourceDef::is_match` for these patterns, without a regex
+    /// (a test compares the two).
+    fn is_match(&self, path: &str) -> bool {
+        let Some(mut rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let n = self.segs.len();
+        for (i, seg) in self.segs.iter().enumerate() {
+            let (part, after) = match rest.split_once('/') {
+                Some((p, a)) => (p, Some(a)),
+                None => (rest, None),
+            };
+            let ok = match seg {
+                Seg::Tail => return true,
+                Seg::Lit(l) => part == *l,
+                Seg::Param => !part.is_empty(),
+            };
+            match after {
+                _ if !ok => return false,
+                None => return i + 1 == n,
+                // more segments in the path than in the pattern
+                Some(_) if i + 1 == n => return false,
+                Some(a) => rest = a,
+            }
+        }
+        false
+    }
+}
+
+/// [`ROUTES`] parsed once into segment patterns: matching a request is a few string
+/// comparisons per route instead of a regex per dynamic route.
+static COMPILED: std::sync::LazyLock<Vec<Pattern>> = std::sync::LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .map(|(m, p)| Pattern::parse(m, p))
+        .collect()
+});
+
+/// The methods of the routes whose pattern matches `path`, in [`ROUTES`] order.
+fn matching_methods(path: &str) -> Vec<&'static str> {
+    COMPILED
+        .iter()
+        .filter(|p| p.is_match(path))
+        .map(|p| p.method)
+        .collect()
+}
 
 fn match_route(method: &Method, path: &str) -> RouteMatch {
-    let matching = |p: &str| -> Vec<&'static str> {
-        COMPILED
-            .iter()
-            .filter(|(_, def)| def.is_match(p))
-            .map(|(m, _)| *m)
-            .collect()
-    };
-    let methods = matching(path);
-    if methods.iter().any(|m| *m == method.as_str()) {
+    // the common case first: a route with this method matches (no allocation)
+    if COMPILED
+        .iter()
+        .any(|p| p.method == method.as_str() && p.is_match(path))
+    {
         return RouteMatch::Found;
     }
+    let methods = matching_methods(path);
     if !methods.is_empty() {
         return RouteMatch::WrongMethod(methods);
     }
@@ -118,7 +185,10 @@ fn match_route(method: &Method, path: &str) -> RouteMatch {
         Some(p) if !p.is_empty() => p.to_string(),
         _ => format!("{path}/"),
     };
-    if matching(&toggled).iter().any(|m| *m == method.as_str()) {
+    if matching_methods(&toggled)
+        .iter()
+        .any(|m| *m == method.as_str())
+    {
         return RouteMatch::Redirect(toggled);
     }
     RouteMatch::Missing
@@ -331,6 +401,55 @@ mod tests {
             match_route(&Method::GET, "/api/conversations/x/events/y"),
             RouteMatch::Found
         ));
+    }
+
+    /// The segment matcher answers exactly as actix's `ResourceDef` on every route.
+    #[test]
+    fn segment_matcher_agrees_with_resource_def() {
+        use actix_web::dev::ResourceDef;
+        let defs: Vec<ResourceDef> = ROUTES.iter().map(|(_, p)| ResourceDef::new(*p)).collect();
+        let parts = [
+            "", "api", "conversations", "x", "search", "events", "static", "file", "download",
+            "git", "changes", "tools", "bash", "bash_events", "a b", "%2F", "é", ".", "..",
+        ];
+        // every path of up to 5 segments over `parts` would be too many; a deterministic
+        // sample of them plus the real patterns with their parameters filled or emptied
+        let mut paths: Vec<String> = vec!["".into(), "/".into(), "//".into(), "///".into()];
+        for (_, p) in ROUTES {
+            paths.push(p.to_string());
+            paths.push(p.replace("{conversation_id}", "abc").replace("{event_id}", "e1"));
+            paths.push(p.replace("{conversation_id}", "").replace("{event_id}", ""));
+            paths.push(p.replace("{path:.*}", "").replace("{conversation_id}", "a/b"));
+            paths.push(p.replace("{path:.*}", "a/b/c"));
+            paths.push(format!("{p}/"));
+            paths.push(p.trim_end_matches('/').to_string());
+            paths.push(format!("{p}/x"));
+        }
+        let mut seed = 7u64;
+        for _ in 0..20_000 {
+            let mut path = String::new();
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let n = (seed >> 60) as usize % 6;
+            for k in 0..n {
+                let s = (seed >> (k * 8)) as usize % parts.len();
+                path.push('/');
+                path.push_str(parts[s]);
+            }
+            if seed & 1 == 1 {
+                path.push('/');
+            }
+            paths.push(path);
+        }
+        for path in &paths {
+            for (pat, def) in COMPILED.iter().zip(&defs) {
+                assert_eq!(
+                    pat.is_match(path),
+                    def.is_match(path),
+                    "{path:?} against {:?}",
+                    def.pattern()
+                );
+            }
+        }
     }
 
     #[test]
