@@ -94,7 +94,10 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(b.clone())
             .route("/health", web::get().to(|| async { json_body("\"OK\"") }))
-            .route("/alive", web::get().to(|| async { json_body("{\"status\":\"ok\"}") }))
+            .route(
+                "/alive",
+                web::get().to(|| async { json_body("{\"status\":\"ok\"}") }),
+            )
             .route(
                 "/server_info",
                 web::get().to(|b: web::Data<Bodies>| async move { json_body(&b.server_info) }),

@@ -3,11 +3,14 @@
 //! and drives the agent loop one step at a time through [`super::seam`].
 //!
 //! Every change follows one path: the handler mutates the state and *stages* events
-//! ([`Conversation::append`], [`Conversation::publish`]); at the end of the handler
-//! [`Conversation::flush`] writes the staged event files and the state files on a blocking
-//! thread while the actor waits (`ctx.wait`: no other message is handled meanwhile, the
-//! arbiter thread stays free), then indexes the events and fans them out to subscribers in
-//! order. So every event is persisted, then indexed, then sent; readers that come later see it.
+//! ([`Conversation::append`], [`Conversation::publish`]) and asks for a flush
+//! ([`Conversation::flush`]). The flush runs once the mailbox holds no more messages ready
+//! (group commit: every message handled in the meantime adds to the same batch): it writes the
+//! staged event files and the state files through the conversation's journal (one sync for the
+//! whole batch, `store::journal`) on a blocking thread while the actor waits (`ctx.wait`: no
+//! other message is handled meanwhile, the arbiter thread stays free), then indexes the events
+//! and fans them out to subscribers in order. So every event is persisted, then indexed, then
+//! sent; readers that come later see it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,7 +35,8 @@ use crate::model::{
 };
 use crate::store::cipher::Fernet;
 use crate::store::dir::{self, ConversationRecord};
-use crate::store::event_log::{self, EventFilter, EventLog, Prepared};
+use crate::store::event_log::{EventFilter, EventLog, Prepared};
+use crate::store::journal::Journal;
 
 /// What the registry reads without a message round trip (filters and sorts of conversation search).
 #[derive(Debug, Clone)]
@@ -52,6 +56,13 @@ struct Subscriber {
     id: SubscriptionId,
     frames: Recipient<EventBatch>,
     disconnect: Option<Recipient<Disconnect>>,
+}
+
+/// A subscription that waits for the staged items to be committed (see the `Subscribe`
+/// handler).
+struct PendingSubscriber {
+    subscriber: Subscriber,
+    resend_all: bool,
 }
 
 /// An item staged by a handler, handled in order by the next flush.
@@ -86,7 +97,15 @@ pub struct Conversation {
     /// `<conversations_path>/<hex id>`.
     dir: PathBuf,
     log: EventLog,
+    /// Every write of the directory goes through it (shared with the blocking writer task).
+    journal: Arc<Mutex<Journal>>,
+    /// A flush is spawned and has not run yet (see [`Conversation::flush`]).
+    flush_scheduled: bool,
+    /// `Shutdown` has started: nothing more is written (its own write is the last).
+    closing: bool,
     subscribers: Vec<Subscriber>,
+    /// Subscriptions that arrived while items were staged: completed right after their commit.
+    pending_subscribers: Vec<PendingSubscriber>,
     next_subscription: SubscriptionId,
     run: Option<ActiveRun>,
     /// The agent loop's per-conversation state; `None` while a step holds it.
@@ -117,7 +136,11 @@ impl Conversation {
             meta: record.meta,
             dir,
             log: record.log,
+            journal: Arc::new(Mutex::new(record.journal)),
+            flush_scheduled: false,
+            closing: false,
             subscribers: Vec::new(),
+            pending_subscribers: Vec::new(),
             next_subscription: 1,
             run: None,
             session: Some(AgentSession::default()),
@@ -185,33 +208,58 @@ impl Conversation {
         rx
     }
 
-    /// Writes the staged events (and the state files when dirty) on a blocking thread while
-    /// the actor waits, then indexes and fans out in order.
+    /// Asks for the staged items to be written, indexed and sent. The write itself runs as a
+    /// spawned item of the context, which actix polls only after the mailbox has no message
+    /// ready: every message handled before it adds to the same batch (one journal sync for
+    /// all). Replies (acks) resolve only after the write, so nothing is acknowledged early.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.staged.is_empty() && !self.state_dirty {
+        if self.flush_scheduled {
             return;
         }
-        let staged = std::mem::take(&mut self.staged);
-        let batch: Vec<(String, Vec<u8>)> = staged
-            .iter()
+        self.flush_scheduled = true;
+        ctx.spawn(actix::fut::ready(()).map(|(), act: &mut Self, ctx| {
+            act.flush_scheduled = false;
+            act.write_staged(ctx);
+        }));
+    }
+
+    /// The files a batch of staged items writes, paths relative to the conversation directory:
+    /// the event files (their bytes moved out of `staged`) and, when `state_files`, `meta.json`
+    /// and `base_state.json`.
+    fn batch_files(&mut self, staged: &mut [Staged], state_files: bool) -> Vec<(String, Vec<u8>)> {
+        let mut batch: Vec<(String, Vec<u8>)> = staged
+            .iter_mut()
             .filter_map(|s| match s {
-                Staged::Event(p) => Some((p.file_name.clone(), p.bytes.clone())),
+                Staged::Event(p) => Some((
+                    format!("{}/{}", dir::EVENTS, p.file_name),
+                    std::mem::take(&mut p.bytes),
+                )),
                 Staged::Publish { .. } | Staged::Ack(_) => None,
             })
             .collect();
-        let state_files = if std::mem::take(&mut self.state_dirty) {
-            self.state_file_bytes()
-        } else {
-            None
-        };
-        let events_dir = self.log.dir().to_path_buf();
-        let conv_dir = self.dir.clone();
+        if state_files && let Some((meta, base)) = self.state_file_bytes() {
+            batch.push((dir::BASE_STATE.to_string(), base));
+            batch.push((dir::META.to_string(), meta));
+        }
+        batch
+    }
+
+    /// Writes the staged events (and the state files when dirty) through the journal on a
+    /// blocking thread while the actor waits, then indexes and fans out in order.
+    fn write_staged(&mut self, ctx: &mut Context<Self>) {
+        if self.closing || (self.staged.is_empty() && !self.state_dirty) {
+            return;
+        }
+        let mut staged = std::mem::take(&mut self.staged);
+        let state_files = std::mem::take(&mut self.state_dirty);
+        let batch = self.batch_files(&mut staged, state_files);
+        let journal = self.journal.clone();
         let id = self.state.id;
         let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            if let Some((meta, base)) = &state_files {
-                dir::write_state_files(&conv_dir, Some(meta), Some(base))?;
-            }
-            event_log::write_batch(&events_dir, &batch)
+            journal
+                .lock()
+                .map_err(|_| std::io::Error::other("journal lock poisoned"))?
+                .write(&batch)
         });
         ctx.wait(
             actix::fut::wrap_future::<_, Self>(write).map(move |res, act, _ctx| {
@@ -266,6 +314,21 @@ impl Conversation {
                 }
             }
         }
+        for p in std::mem::take(&mut self.pending_subscribers) {
+            self.complete_subscription(p);
+        }
+    }
+
+    /// Sends a new subscriber its snapshot (`full_state`, and with `resend_all` every stored
+    /// event in search order, one [`EventBatch`]) and adds it to the fan-out list.
+    fn complete_subscription(&mut self, p: PendingSubscriber) {
+        let mut frames = vec![self.full_state_json()];
+        if p.resend_all {
+            frames.extend(self.log.all_sorted());
+        }
+        // one batch, sent ignoring the mailbox capacity: the backlog is bounded by the log
+        p.subscriber.frames.do_send(EventBatch(Arc::from(frames)));
+        self.subscribers.push(p.subscriber);
     }
 
     /// Sends one event to every subscriber with `try_send`; a full or closed mailbox drops the
@@ -927,19 +990,23 @@ impl Handler<GetEvents> for Conversation {
 impl Handler<Subscribe> for Conversation {
     type Result = SubscriptionId;
     fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) -> SubscriptionId {
-        let mut frames = vec![self.full_state_json()];
-        if m.resend_all {
-            frames.extend(self.log.all_sorted());
-        }
-        // one batch, sent ignoring the mailbox capacity: the backlog is bounded by the log
-        m.frames.do_send(EventBatch(Arc::from(frames)));
         let id = self.next_subscription;
         self.next_subscription += 1;
-        self.subscribers.push(Subscriber {
-            id,
-            frames: m.frames,
-            disconnect: m.disconnect,
-        });
+        let pending = PendingSubscriber {
+            subscriber: Subscriber {
+                id,
+                frames: m.frames,
+                disconnect: m.disconnect,
+            },
+            resend_all: m.resend_all,
+        };
+        // staged items are not in the log yet: the snapshot is taken once they are, so the
+        // subscriber gets each of them exactly once (in the snapshot), nothing twice
+        if self.staged.is_empty() {
+            self.complete_subscription(pending);
+        } else {
+            self.pending_subscribers.push(pending);
+        }
         id
     }
 }
@@ -952,7 +1019,7 @@ impl Handler<SubscribeClient> for Conversation {
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let max = self.shared.limits.max_subscribers;
-        if self.subscribers.len() >= max {
+        if self.subscribers.len() + self.pending_subscribers.len() >= max {
             return Err(ApiError::client(
                 actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 format!("Too many subscribers to this conversation (limit {max})"),
@@ -966,6 +1033,7 @@ impl Handler<Unsubscribe> for Conversation {
     type Result = ();
     fn handle(&mut self, Unsubscribe(id): Unsubscribe, _: &mut Context<Self>) {
         self.subscribers.retain(|s| s.id != id);
+        self.pending_subscribers.retain(|p| p.subscriber.id != id);
     }
 }
 
@@ -986,40 +1054,54 @@ impl Handler<Shutdown> for Conversation {
                 let _ = p.send(());
             }
         }
-        let staged = std::mem::take(&mut self.staged);
-        self.commit(staged);
-        // live subscribers are told why they are dropped: sockets close, webhooks flush
-        let (code, reason) = if m.delete {
-            (DELETED_CODE, "Conversation deleted")
+        self.closing = true;
+        // what is staged is written (through the journal, with the state files) or, on delete,
+        // dropped with the directory; either way it is sent before the subscribers go
+        let mut staged = std::mem::take(&mut self.staged);
+        let batch = if m.delete {
+            Vec::new()
         } else {
-            (SHUTDOWN_CODE, "Server shutting down")
+            self.batch_files(&mut staged, true)
         };
-        for s in self.subscribers.drain(..) {
-            if let Some(d) = s.disconnect {
-                d.do_send(Disconnect {
-                    code,
-                    reason: reason.into(),
-                });
-            }
-        }
-        let files = if m.delete {
-            None
-        } else {
-            self.state_file_bytes()
-        };
+        let journal = self.journal.clone();
         let dir = self.dir.clone();
         let delete = m.delete;
         let id = self.state.id;
         let work = tokio::task::spawn_blocking(move || {
             if delete {
                 remove_dir_best_effort(&dir);
-            } else if let Some((meta, base)) = files
-                && let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base))
+            } else if let Err(e) = journal
+                .lock()
+                .map_err(|_| std::io::Error::other("journal lock poisoned"))
+                .and_then(|mut j| j.write(&batch))
             {
                 log::error!("conversation {id}: cannot write its state at shutdown: {e}");
             }
         });
-        Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, _act, ctx| ctx.stop()))
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        // `wait`: no other message is handled until the conversation has stopped
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(work).map(move |_, act, _ctx| {
+                act.commit(staged);
+                // live subscribers are told why they are dropped: sockets close, webhooks flush
+                let (code, reason) = if delete {
+                    (DELETED_CODE, "Conversation deleted")
+                } else {
+                    (SHUTDOWN_CODE, "Server shutting down")
+                };
+                for s in act.subscribers.drain(..) {
+                    if let Some(d) = s.disconnect {
+                        d.do_send(Disconnect {
+                            code,
+                            reason: reason.into(),
+                        });
+                    }
+                }
+                let _ = done_tx.send(());
+            }),
+        );
+        // the reply goes out as the actor stops
+        Box::pin(actix::fut::wrap_future::<_, Self>(done_rx).map(|_, _act, ctx| ctx.stop()))
     }
 }
 
@@ -1060,8 +1142,10 @@ pub fn create_record(
     std::fs::create_dir_all(&req.workspace.working_dir)?;
     let conv_dir = dir::conversation_dir(root, &id);
     let now = wire::utc_now();
-    let resumed = dir::load_for_resume(&conv_dir).map_err(std::io::Error::other)?;
-    let (state, mut log) = match resumed {
+    let existed = conv_dir.exists();
+    let dir::Resumed { found, mut journal } =
+        dir::load_for_resume(&conv_dir).map_err(std::io::Error::other)?;
+    let (state, mut log) = match found {
         Some((mut base, log)) => {
             base.id = id;
             base.agent = req.agent.clone();
@@ -1111,16 +1195,31 @@ pub fn create_record(
         created_at: now.clone(),
         updated_at: now,
     };
-    dir::write_state_files(
-        &conv_dir,
-        Some(&dir::meta_bytes(&meta, cipher)?),
-        Some(&dir::base_state_bytes(&state)?),
-    )?;
-    if log.is_empty() {
-        let mut first = seam::system_prompt_event(&state.agent);
-        let p = log.prepare(&mut first)?;
-        event_log::write_batch(log.dir(), &[(p.file_name.clone(), p.bytes.clone())])?;
-        log.commit(p.entry);
+    // the directory (and its entry in the root) first, then one journal write for the state
+    // files and the system prompt: three syncs in all
+    std::fs::create_dir_all(conv_dir.join(dir::EVENTS))?;
+    if !existed {
+        crate::store::files::sync_dir(root)?;
     }
-    Ok(ConversationRecord { state, meta, log })
+    let mut batch = vec![
+        (dir::BASE_STATE.to_string(), dir::base_state_bytes(&state)?),
+        (dir::META.to_string(), dir::meta_bytes(&meta, cipher)?),
+    ];
+    let mut first = None;
+    if log.is_empty() {
+        let mut event = seam::system_prompt_event(&state.agent);
+        let p = log.prepare(&mut event)?;
+        batch.push((format!("{}/{}", dir::EVENTS, p.file_name), p.bytes));
+        first = Some(p.entry);
+    }
+    journal.write(&batch)?;
+    if let Some(entry) = first {
+        log.commit(entry);
+    }
+    Ok(ConversationRecord {
+        state,
+        meta,
+        log,
+        journal,
+    })
 }

@@ -113,11 +113,13 @@ impl Pattern {
             .strip_prefix('/')
             .unwrap_or(pattern)
             .split('/')
-            .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(inner) if inner.ends_with(":.*") => Seg::Tail,
-                Some(_) => Seg::Param,
-                None => Seg::Lit(s),
-            })
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(inner) if inner.ends_with(":.*") => Seg::Tail,
+                    Some(_) => Seg::Param,
+                    None => Seg::Lit(s),
+                },
+            )
             .collect();
         Pattern { method, segs }
     }
@@ -153,12 +155,8 @@ impl Pattern {
 
 /// [`ROUTES`] parsed once into segment patterns: matching a request is a few string
 /// comparisons per route instead of a regex per dynamic route.
-static COMPILED: std::sync::LazyLock<Vec<Pattern>> = std::sync::LazyLock::new(|| {
-    ROUTES
-        .iter()
-        .map(|(m, p)| Pattern::parse(m, p))
-        .collect()
-});
+static COMPILED: std::sync::LazyLock<Vec<Pattern>> =
+    std::sync::LazyLock::new(|| ROUTES.iter().map(|(m, p)| Pattern::parse(m, p)).collect());
 
 /// The methods of the routes whose pattern matches `path`, in [`ROUTES`] order.
 fn matching_methods(path: &str) -> Vec<&'static str> {
@@ -409,17 +407,40 @@ mod tests {
         use actix_web::dev::ResourceDef;
         let defs: Vec<ResourceDef> = ROUTES.iter().map(|(_, p)| ResourceDef::new(*p)).collect();
         let parts = [
-            "", "api", "conversations", "x", "search", "events", "static", "file", "download",
-            "git", "changes", "tools", "bash", "bash_events", "a b", "%2F", "é", ".", "..",
+            "",
+            "api",
+            "conversations",
+            "x",
+            "search",
+            "events",
+            "static",
+            "file",
+            "download",
+            "git",
+            "changes",
+            "tools",
+            "bash",
+            "bash_events",
+            "a b",
+            "%2F",
+            "é",
+            ".",
+            "..",
         ];
         // every path of up to 5 segments over `parts` would be too many; a deterministic
         // sample of them plus the real patterns with their parameters filled or emptied
         let mut paths: Vec<String> = vec!["".into(), "/".into(), "//".into(), "///".into()];
         for (_, p) in ROUTES {
             paths.push(p.to_string());
-            paths.push(p.replace("{conversation_id}", "abc").replace("{event_id}", "e1"));
+            paths.push(
+                p.replace("{conversation_id}", "abc")
+                    .replace("{event_id}", "e1"),
+            );
             paths.push(p.replace("{conversation_id}", "").replace("{event_id}", ""));
-            paths.push(p.replace("{path:.*}", "").replace("{conversation_id}", "a/b"));
+            paths.push(
+                p.replace("{path:.*}", "")
+                    .replace("{conversation_id}", "a/b"),
+            );
             paths.push(p.replace("{path:.*}", "a/b/c"));
             paths.push(format!("{p}/"));
             paths.push(p.trim_end_matches('/').to_string());
@@ -428,7 +449,9 @@ mod tests {
         let mut seed = 7u64;
         for _ in 0..20_000 {
             let mut path = String::new();
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let n = (seed >> 60) as usize % 6;
             for k in 0..n {
                 let s = (seed >> (k * 8)) as usize % parts.len();

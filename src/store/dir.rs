@@ -20,6 +20,7 @@ use crate::model::wire;
 use super::cipher::Fernet;
 use super::event_log::{EventLog, Loaded};
 use super::files;
+use super::journal::{self, Journal};
 
 pub const META: &str = "meta.json";
 pub const BASE_STATE: &str = "base_state.json";
@@ -32,6 +33,8 @@ pub struct ConversationRecord {
     /// `meta.json` fields that are not part of the state (title, dates, start request).
     pub meta: StoredConversation,
     pub log: EventLog,
+    /// Every later write of the directory goes through it.
+    pub journal: Journal,
 }
 
 /// The directory of conversation `id` under `root`.
@@ -115,6 +118,7 @@ pub fn load(
     dir: &Path,
     cipher: Option<&Arc<Fernet>>,
 ) -> Result<(ConversationRecord, Vec<String>), LoadError> {
+    let journal = replayed_journal(dir)?;
     let read = SecretRead::Decrypt(cipher.cloned());
     let meta: StoredConversation =
         read_json(&dir.join(META), "meta.json", read.clone())?.ok_or(LoadError::NoMeta)?;
@@ -182,12 +186,48 @@ pub fn load(
             }
         }
     };
-    Ok((ConversationRecord { state, meta, log }, warnings))
+    Ok((
+        ConversationRecord {
+            state,
+            meta,
+            log,
+            journal,
+        },
+        warnings,
+    ))
+}
+
+/// Replays the journal of `dir` (a crash may have lost files it acknowledged) and returns the
+/// journal to continue with.
+fn replayed_journal(dir: &Path) -> io::Result<Journal> {
+    let replayed = journal::replay(dir)?;
+    if replayed.repaired > 0 {
+        log::warn!(
+            "{}: {} file(s) restored from the journal",
+            dir.display(),
+            replayed.repaired
+        );
+    }
+    Ok(Journal::resume(dir.to_path_buf(), replayed))
+}
+
+/// What a start request finds in a directory that exists but is not loaded.
+pub struct Resumed {
+    /// `base_state.json` and the event log, when there is a state to resume (API.md §2.1).
+    pub found: Option<(ConversationState, EventLog)>,
+    /// The directory's journal (replayed), for the writes that follow.
+    pub journal: Journal,
 }
 
 /// Reads an existing `base_state.json` and event log for a start request over a directory
 /// that exists but is not loaded (API.md §2.1: the old state and events are resumed).
-pub fn load_for_resume(dir: &Path) -> Result<Option<(ConversationState, EventLog)>, LoadError> {
+pub fn load_for_resume(dir: &Path) -> Result<Resumed, LoadError> {
+    let journal = replayed_journal(dir)?;
+    let found = load_state_and_log(dir)?;
+    Ok(Resumed { found, journal })
+}
+
+fn load_state_and_log(dir: &Path) -> Result<Option<(ConversationState, EventLog)>, LoadError> {
     let base: Option<ConversationState> = read_json(
         &dir.join(BASE_STATE),
         "base_state.json",
@@ -202,13 +242,16 @@ pub fn load_for_resume(dir: &Path) -> Result<Option<(ConversationState, EventLog
     Ok(Some((base, log)))
 }
 
-/// Every sub-directory of `root` that has a `meta.json`, in directory order.
+/// Every sub-directory of `root` that has a `meta.json` (or a journal, which may hold it after a
+/// crash), in directory order.
 pub fn list_conversation_dirs(root: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(root)? {
         let entry = entry?;
         let path = entry.path();
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) && path.join(META).is_file() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            && (path.join(META).is_file() || journal::has_segments(&path))
+        {
             out.push(path);
         }
     }

@@ -7,6 +7,7 @@ mod conversations;
 mod files;
 mod foundation;
 mod hostile;
+mod journal;
 mod limits;
 mod process;
 mod shutdown;
