@@ -9,6 +9,7 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`memory`]: gives freed heap pages back to the OS when the server goes idle.
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
@@ -39,6 +40,7 @@ pub mod error;
 pub mod http;
 pub mod llm;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod routes;
 pub mod sidecar;

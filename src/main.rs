@@ -39,6 +39,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     agent_server::logging::init(config.debug);
+    agent_server::memory::start_idle_trimmer();
     if config.secret_key.is_none() {
         log::warn!(
             "OH_SECRET_KEY is not set: secrets will be redacted in persisted conversation files"

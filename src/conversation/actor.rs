@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
-    ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoReason,
-    SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+    ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoCache,
+    InfoReason, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
@@ -115,6 +115,8 @@ pub struct Conversation {
     state_dirty: bool,
     shared: Arc<Shared>,
     summary: SharedSummary,
+    /// The info JSON last computed, emptied on every change (see [`InfoCache`]).
+    info_cache: Arc<InfoCache>,
     /// Announce `InfoReason::Created` to watchers once started (new conversations only).
     announce_created: bool,
 }
@@ -148,12 +150,18 @@ impl Conversation {
             state_dirty: false,
             shared,
             summary,
+            info_cache: Arc::new(InfoCache::default()),
             announce_created,
         }
     }
 
     pub fn summary(&self) -> SharedSummary {
         self.summary.clone()
+    }
+
+    /// The cache client handles read the info from.
+    pub fn info_cache(&self) -> Arc<InfoCache> {
+        self.info_cache.clone()
     }
 
     // ----------------------------------------------------------------- staging and flushing
@@ -213,6 +221,8 @@ impl Conversation {
     /// ready: every message handled before it adds to the same batch (one journal sync for
     /// all). Replies (acks) resolve only after the write, so nothing is acknowledged early.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        // every handler that changes something flushes: the cached info may be stale now
+        self.info_cache.clear();
         if self.flush_scheduled {
             return;
         }
@@ -337,6 +347,7 @@ impl Conversation {
     /// `full_state` of a start-up restore, so a restart keeps `updated_at` and the sort order).
     fn fan_out(&mut self, json: Arc<str>, touch: bool) {
         if touch {
+            self.info_cache.clear();
             let now = wire::utc_now();
             self.meta.updated_at = now.clone();
             if let Ok(mut s) = self.summary.lock() {
@@ -741,7 +752,9 @@ pub struct Shutdown {
 impl Handler<GetInfo> for Conversation {
     type Result = String;
     fn handle(&mut self, _: GetInfo, _: &mut Context<Self>) -> String {
-        self.info_json()
+        let info = self.info_json();
+        self.info_cache.set(Arc::from(info.as_str()));
+        info
     }
 }
 

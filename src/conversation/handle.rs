@@ -12,7 +12,7 @@ use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
 use super::{
-    ConversationNotice, ConversationObserver, Disconnect, EventBatch, Limits, Shared,
+    ConversationNotice, ConversationObserver, Disconnect, EventBatch, InfoCache, Limits, Shared,
     SubscriptionId,
 };
 use crate::error::ApiError;
@@ -71,6 +71,8 @@ pub struct ConversationHandle {
     addr: Addr<Conversation>,
     /// Cap on the user messages sent through this handle (see [`check_message_size`]).
     max_event_bytes: usize,
+    /// The actor's cached info (client handles); `None`: always ask the actor.
+    info_cache: Option<Arc<InfoCache>>,
 }
 
 impl ConversationHandle {
@@ -80,7 +82,14 @@ impl ConversationHandle {
             id,
             addr,
             max_event_bytes: usize::MAX,
+            info_cache: None,
         }
+    }
+
+    /// The same handle, reading the info from the actor's cache when it is filled.
+    pub fn with_info_cache(mut self, cache: Arc<InfoCache>) -> Self {
+        self.info_cache = Some(cache);
+        self
     }
 
     /// The same handle, refusing user messages larger than `max_event_bytes` (client handles).
@@ -97,8 +106,11 @@ impl ConversationHandle {
         &self.addr
     }
 
-    /// ConversationInfo as JSON (API form).
+    /// ConversationInfo as JSON (API form); from the actor's cache when it is filled.
     pub async fn info(&self) -> Result<String, ApiError> {
+        if let Some(info) = self.info_cache.as_ref().and_then(|c| c.get()) {
+            return Ok(info.to_string());
+        }
         Ok(self.addr.send(actor::GetInfo).await?)
     }
 
@@ -257,6 +269,8 @@ type Threads = (Arbiter, Arc<ArbiterPool>);
 #[derive(Clone)]
 pub struct RegistryHandle {
     addr: Addr<ConversationRegistry>,
+    /// Id -> handle of every loaded conversation, written by the registry only.
+    index: registry::SharedIndex,
     /// The registry's own arbiter and the conversations' pool, stopped at shutdown.
     threads: Arc<Mutex<Option<Threads>>>,
     limits: Limits,
@@ -301,10 +315,11 @@ impl RegistryHandle {
             limits,
         });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
-        let (addr, arbiter) =
+        let (addr, arbiter, index) =
             ConversationRegistry::start(root, shared, pool.clone(), observer).await;
         RegistryHandle {
             addr,
+            index,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),
             limits,
         }
@@ -330,8 +345,10 @@ impl RegistryHandle {
         Ok((info, created, handle))
     }
 
+    /// The handle of a loaded conversation, read from the registry's shared index (no message:
+    /// every conversation-scoped request starts here).
     pub async fn get(&self, id: Uuid) -> Result<Option<ConversationHandle>, ApiError> {
-        Ok(self.addr.send(registry::Get(id)).await?)
+        Ok(self.index.get(&id))
     }
 
     /// A page of ConversationInfo JSON strings and the next page id.

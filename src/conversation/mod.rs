@@ -68,6 +68,29 @@ pub enum ConversationNotice {
     },
 }
 
+/// The latest ConversationInfo JSON of one conversation, shared by its actor and its handles:
+/// the actor fills it when it answers `GetInfo` and empties it whenever something the info shows
+/// may change (every flush, every event). `GET /api/conversations/{id}` and conversation search
+/// read it without a message to the actor.
+#[derive(Debug, Default)]
+pub struct InfoCache(std::sync::Mutex<Option<Arc<str>>>);
+
+impl InfoCache {
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.lock().ok().and_then(|c| c.clone())
+    }
+    pub fn set(&self, info: Arc<str>) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = Some(info);
+        }
+    }
+    pub fn clear(&self) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = None;
+        }
+    }
+}
+
 /// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, the
 /// global watchers and the resource caps.
 pub struct Shared {

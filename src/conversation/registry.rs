@@ -29,6 +29,28 @@ struct Entry {
     summary: SharedSummary,
 }
 
+/// Id -> handle of every loaded conversation, readable from any thread without a message. The
+/// registry updates it in the same handler that changes its own list, so a lookup sees exactly
+/// what a `Get` message handled at that moment would have.
+#[derive(Clone, Debug, Default)]
+pub struct SharedIndex(Arc<std::sync::RwLock<HashMap<Uuid, ConversationHandle>>>);
+
+impl SharedIndex {
+    pub fn get(&self, id: &Uuid) -> Option<ConversationHandle> {
+        self.0.read().ok().and_then(|m| m.get(id).cloned())
+    }
+    fn insert(&self, handle: ConversationHandle) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(handle.id(), handle);
+        }
+    }
+    fn remove(&self, id: &Uuid) {
+        if let Ok(mut m) = self.0.write() {
+            m.remove(id);
+        }
+    }
+}
+
 pub struct ConversationRegistry {
     /// The configured conversations path (as given: `persistence_dir` shows it verbatim).
     root: PathBuf,
@@ -41,6 +63,8 @@ pub struct ConversationRegistry {
     creating: HashMap<Uuid, Vec<CreateWaiter>>,
     /// Told about each conversation started (webhooks); `None` when nobody listens.
     observer: Option<Arc<dyn ConversationObserver>>,
+    /// The same handles as `entries`, for lookups without a message.
+    shared_index: SharedIndex,
 }
 
 impl Actor for ConversationRegistry {
@@ -59,6 +83,7 @@ impl ConversationRegistry {
 
     fn insert(&mut self, handle: ConversationHandle, summary: SharedSummary) {
         let id = handle.id();
+        self.shared_index.insert(handle.clone());
         self.index.insert(id, self.entries.len());
         self.entries.push(Entry {
             id,
@@ -81,9 +106,12 @@ fn spawn_conversation(
     let max_event_bytes = shared.limits.max_event_bytes;
     let conv = Conversation::new(record, dir, shared, created);
     let summary = conv.summary();
+    let info_cache = conv.info_cache();
     let addr = Conversation::start_in_arbiter(&pool.pick(), move |_| conv);
     (
-        ConversationHandle::new(id, addr).with_max_event_bytes(max_event_bytes),
+        ConversationHandle::new(id, addr)
+            .with_max_event_bytes(max_event_bytes)
+            .with_info_cache(info_cache),
         summary,
     )
 }
@@ -175,7 +203,7 @@ impl ConversationRegistry {
         shared: Arc<Shared>,
         pool: Arc<ArbiterPool>,
         observer: Option<Arc<dyn ConversationObserver>>,
-    ) -> (Addr<ConversationRegistry>, Arbiter) {
+    ) -> (Addr<ConversationRegistry>, Arbiter, SharedIndex) {
         let records = restore_all(root.clone(), shared.cipher.clone()).await;
         let n = records.len();
         let mut reg = ConversationRegistry {
@@ -186,6 +214,7 @@ impl ConversationRegistry {
             index: HashMap::new(),
             creating: HashMap::new(),
             observer,
+            shared_index: SharedIndex::default(),
         };
         for rec in records {
             if reg.index.contains_key(&rec.state.id) {
@@ -200,9 +229,10 @@ impl ConversationRegistry {
         if n > 0 {
             log::info!("restored {n} conversation(s) from {}", root.display());
         }
+        let index = reg.shared_index.clone();
         let arbiter = Arbiter::new();
         let addr = ConversationRegistry::start_in_arbiter(&arbiter.handle(), move |_| reg);
-        (addr, arbiter)
+        (addr, arbiter, index)
     }
 }
 
@@ -370,13 +400,16 @@ impl Handler<Search> for ConversationRegistry {
             SortOrder::CreatedAtDesc => rows.sort_by(|a, b| b.1.cmp(&a.1)),
             SortOrder::UpdatedAtDesc => rows.sort_by(|a, b| b.2.cmp(&a.2)),
         }
-        let start = m
-            .page_id
-            .as_deref()
-            .and_then(|p| {
-                rows.iter()
-                    .position(|r| wire::hex(&self.entries[r.0].id) == p)
-            })
+        // page ids are 32-hex ids; one that does not parse matches nothing (as before)
+        let page_uuid = m.page_id.as_deref().and_then(|p| {
+            (p.len() == 32
+                && p.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .then(|| Uuid::parse_str(p).ok())
+            .flatten()
+        });
+        let start = page_uuid
+            .and_then(|p| rows.iter().position(|r| self.entries[r.0].id == p))
             .unwrap_or(0);
         let page: Vec<ConversationHandle> = rows[start..]
             .iter()
@@ -408,6 +441,7 @@ impl Handler<Remove> for ConversationRegistry {
     type Result = Option<ConversationHandle>;
     fn handle(&mut self, Remove(id): Remove, _: &mut Context<Self>) -> Self::Result {
         let i = self.index.remove(&id)?;
+        self.shared_index.remove(&id);
         let e = self.entries.remove(i);
         self.reindex();
         Some(e.handle)
