@@ -113,6 +113,9 @@ pub struct Conversation {
     staged: Vec<Staged>,
     /// `meta.json`/`base_state.json` must be rewritten at the next flush.
     state_dirty: bool,
+    /// `updated_at` moved since `meta.json` was last written (written at shutdown, not per
+    /// event).
+    meta_stale: bool,
     shared: Arc<Shared>,
     summary: SharedSummary,
     /// The info JSON last computed, emptied on every change (see [`InfoCache`]).
@@ -148,6 +151,7 @@ impl Conversation {
             session: Some(AgentSession::default()),
             staged: Vec::new(),
             state_dirty: false,
+            meta_stale: false,
             shared,
             summary,
             info_cache: Arc::new(InfoCache::default()),
@@ -250,6 +254,7 @@ impl Conversation {
         if state_files && let Some((meta, base)) = self.state_file_bytes() {
             batch.push((dir::BASE_STATE.to_string(), base));
             batch.push((dir::META.to_string(), meta));
+            self.meta_stale = false;
         }
         batch
     }
@@ -263,6 +268,11 @@ impl Conversation {
         let mut staged = std::mem::take(&mut self.staged);
         let state_files = std::mem::take(&mut self.state_dirty);
         let batch = self.batch_files(&mut staged, state_files);
+        if batch.is_empty() {
+            // publishes and acks only: nothing to wait for
+            self.commit(staged);
+            return;
+        }
         let journal = self.journal.clone();
         let id = self.state.id;
         let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -348,6 +358,7 @@ impl Conversation {
     fn fan_out(&mut self, json: Arc<str>, touch: bool) {
         if touch {
             self.info_cache.clear();
+            self.meta_stale = true;
             let now = wire::utc_now();
             self.meta.updated_at = now.clone();
             if let Ok(mut s) = self.summary.lock() {
@@ -1071,10 +1082,12 @@ impl Handler<Shutdown> for Conversation {
         // what is staged is written (through the journal, with the state files) or, on delete,
         // dropped with the directory; either way it is sent before the subscribers go
         let mut staged = std::mem::take(&mut self.staged);
+        // the state files only when something changed since they were written
         let batch = if m.delete {
             Vec::new()
         } else {
-            self.batch_files(&mut staged, true)
+            let state_files = self.state_dirty || self.meta_stale;
+            self.batch_files(&mut staged, state_files)
         };
         let journal = self.journal.clone();
         let dir = self.dir.clone();

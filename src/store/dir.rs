@@ -20,7 +20,7 @@ use crate::model::wire;
 use super::cipher::Fernet;
 use super::event_log::{EventLog, Loaded};
 use super::files;
-use super::journal::{self, Journal};
+use super::journal::{self, Journal, Replayed};
 
 pub const META: &str = "meta.json";
 pub const BASE_STATE: &str = "base_state.json";
@@ -93,15 +93,20 @@ pub enum LoadError {
     Parse { file: &'static str, error: String },
 }
 
+/// Reads and parses `dir/file`, checked against the journal first (see [`Replayed::settle`]).
 fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
+    dir: &Path,
     file: &'static str,
     read: SecretRead,
+    journal: &mut Replayed,
 ) -> Result<Option<T>, LoadError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+    let have = match fs::read(dir.join(file)) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(e.into()),
+    };
+    let Some(bytes) = journal.settle(dir, file, have)? else {
+        return Ok(None);
     };
     with_secret_read(read, || serde_json::from_slice::<T>(&bytes))
         .map(Some)
@@ -111,6 +116,19 @@ fn read_json<T: serde::de::DeserializeOwned>(
         })
 }
 
+/// Settles the rest of the journal and returns the writer to continue with.
+fn finish_journal(dir: &Path, mut replayed: Replayed) -> io::Result<Journal> {
+    replayed.settle_rest(dir)?;
+    if replayed.repaired > 0 {
+        log::warn!(
+            "{}: {} file(s) restored from the journal",
+            dir.display(),
+            replayed.repaired
+        );
+    }
+    Ok(Journal::resume(dir.to_path_buf(), replayed))
+}
+
 /// Loads a conversation directory that has a `meta.json` (start-up restore).
 /// `root` is the configured conversations path (for `persistence_dir`).
 pub fn load(
@@ -118,14 +136,14 @@ pub fn load(
     dir: &Path,
     cipher: Option<&Arc<Fernet>>,
 ) -> Result<(ConversationRecord, Vec<String>), LoadError> {
-    let journal = replayed_journal(dir)?;
+    let mut replayed = journal::replay(dir)?;
     let read = SecretRead::Decrypt(cipher.cloned());
     let meta: StoredConversation =
-        read_json(&dir.join(META), "meta.json", read.clone())?.ok_or(LoadError::NoMeta)?;
-    let base: Option<ConversationState> =
-        read_json(&dir.join(BASE_STATE), "base_state.json", read)?;
+        read_json(dir, META, read.clone(), &mut replayed)?.ok_or(LoadError::NoMeta)?;
+    let base: Option<ConversationState> = read_json(dir, BASE_STATE, read, &mut replayed)?;
     files::remove_temp_files(dir);
-    let Loaded { log, warnings } = EventLog::load(dir.join(EVENTS))?;
+    let Loaded { log, warnings } = EventLog::load_settled(dir.join(EVENTS), &mut replayed)?;
+    let journal = finish_journal(dir, replayed)?;
     let id = meta.id;
     let mut agent = meta.agent.clone();
     agent.normalize();
@@ -197,20 +215,6 @@ pub fn load(
     ))
 }
 
-/// Replays the journal of `dir` (a crash may have lost files it acknowledged) and returns the
-/// journal to continue with.
-fn replayed_journal(dir: &Path) -> io::Result<Journal> {
-    let replayed = journal::replay(dir)?;
-    if replayed.repaired > 0 {
-        log::warn!(
-            "{}: {} file(s) restored from the journal",
-            dir.display(),
-            replayed.repaired
-        );
-    }
-    Ok(Journal::resume(dir.to_path_buf(), replayed))
-}
-
 /// What a start request finds in a directory that exists but is not loaded.
 pub struct Resumed {
     /// `base_state.json` and the event log, when there is a state to resume (API.md §2.1).
@@ -222,24 +226,23 @@ pub struct Resumed {
 /// Reads an existing `base_state.json` and event log for a start request over a directory
 /// that exists but is not loaded (API.md §2.1: the old state and events are resumed).
 pub fn load_for_resume(dir: &Path) -> Result<Resumed, LoadError> {
-    let journal = replayed_journal(dir)?;
-    let found = load_state_and_log(dir)?;
+    let mut replayed = journal::replay(dir)?;
+    let base: Option<ConversationState> =
+        read_json(dir, BASE_STATE, SecretRead::Decrypt(None), &mut replayed)?;
+    let found = match base {
+        Some(base) => {
+            files::remove_temp_files(dir);
+            let Loaded { log, warnings } =
+                EventLog::load_settled(dir.join(EVENTS), &mut replayed)?;
+            for w in warnings {
+                log::warn!("{}: {w}", dir.display());
+            }
+            Some((base, log))
+        }
+        None => None,
+    };
+    let journal = finish_journal(dir, replayed)?;
     Ok(Resumed { found, journal })
-}
-
-fn load_state_and_log(dir: &Path) -> Result<Option<(ConversationState, EventLog)>, LoadError> {
-    let base: Option<ConversationState> = read_json(
-        &dir.join(BASE_STATE),
-        "base_state.json",
-        SecretRead::Decrypt(None),
-    )?;
-    let Some(base) = base else { return Ok(None) };
-    files::remove_temp_files(dir);
-    let Loaded { log, warnings } = EventLog::load(dir.join(EVENTS))?;
-    for w in warnings {
-        log::warn!("{}: {w}", dir.display());
-    }
-    Ok(Some((base, log)))
 }
 
 /// Every sub-directory of `root` that has a `meta.json` (or a journal, which may hold it after a

@@ -14,6 +14,7 @@ use crate::model::events::{Event, KIND_PATHS};
 use crate::model::{Source, wire};
 
 use super::files;
+use super::journal::Replayed;
 
 /// Index of the kind in [`KIND_PATHS`]; `UNKNOWN_KIND` for kinds this server does not know.
 type KindCode = u8;
@@ -168,28 +169,51 @@ impl EventLog {
     /// Reads every `event-NNNNN-<id>.json` of `events_dir` in index order. Unreadable files
     /// and duplicate ids are skipped with a warning; gaps in the numbering are tolerated.
     pub fn load(events_dir: PathBuf) -> io::Result<Loaded> {
+        Self::load_settled(events_dir, &mut Replayed::default())
+    }
+
+    /// [`EventLog::load`], checking each file against the conversation's journal as it is read
+    /// (one read per file; files the journal has and the directory lost are restored).
+    pub fn load_settled(events_dir: PathBuf, journal: &mut Replayed) -> io::Result<Loaded> {
         let mut log = EventLog::new(events_dir);
         let mut warnings = Vec::new();
-        let rd = match fs::read_dir(&log.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded { log, warnings }),
-            Err(e) => return Err(e),
-        };
+        let conv_dir = log.dir.parent().unwrap_or(&log.dir).to_path_buf();
+        let events = log
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!("{events}/");
         let mut names: Vec<(u32, String)> = Vec::new();
         let mut temps = false;
-        for entry in rd {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(files::TEMP_PREFIX) {
-                temps = true;
-                continue;
+        match fs::read_dir(&log.dir) {
+            Ok(rd) => {
+                for entry in rd {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with(files::TEMP_PREFIX) {
+                        temps = true;
+                        continue;
+                    }
+                    if let Some((idx, _)) = parse_file_name(&name) {
+                        names.push((idx, name));
+                    }
+                }
             }
-            if let Some((idx, _)) = parse_file_name(&name) {
-                names.push((idx, name));
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         if temps {
             files::remove_temp_files(&log.dir);
+        }
+        // files a crash lost entirely are only in the journal
+        for rel in journal.unsettled_under(&prefix) {
+            let name = &rel[prefix.len()..];
+            if let Some((idx, _)) = parse_file_name(name)
+                && !names.iter().any(|(_, n)| n == name)
+            {
+                names.push((idx, name.to_string()));
+            }
         }
         names.sort();
         let mut expected = 0u32;
@@ -198,9 +222,18 @@ impl EventLog {
                 warnings.push(format!("event index gap before {name}"));
             }
             expected = idx + 1;
-            let path = log.dir.join(&name);
-            let parsed = fs::read(&path)
+            let have = match fs::read(log.dir.join(&name)) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    warnings.push(format!("skipping unreadable event file {name}: {e}"));
+                    continue;
+                }
+            };
+            let parsed = journal
+                .settle(&conv_dir, &format!("{prefix}{name}"), have)
                 .map_err(|e| e.to_string())
+                .and_then(|b| b.ok_or_else(|| "missing".to_string()))
                 .and_then(|b| serde_json::from_slice::<Event>(&b).map_err(|e| e.to_string()));
             match parsed {
                 Ok(event) => {

@@ -64,8 +64,9 @@ fn encode(out: &mut Vec<u8>, path: &str, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
-/// The records of one segment, in order; stops at the first torn or invalid record.
-fn decode(bytes: &[u8]) -> Vec<(String, &[u8])> {
+/// The records of one segment, in order, each with the offset just past it; stops at the first
+/// torn or invalid record.
+fn decode(bytes: &[u8]) -> Vec<(String, &[u8], usize)> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while bytes.len() >= at + HEADER {
@@ -94,7 +95,7 @@ fn decode(bytes: &[u8]) -> Vec<(String, &[u8])> {
         if !safe_relative(path) {
             break;
         }
-        out.push((path.to_string(), data));
+        out.push((path.to_string(), data, end));
         at = end;
     }
     out
@@ -167,54 +168,89 @@ fn put_file(dir: &Path, rel: &str, data: &[u8]) -> io::Result<()> {
     }
 }
 
-/// What [`replay`] found.
+/// A directory's journal, read at load: the newest acknowledged content of every file it
+/// covers, to check the files against as the loaders read them ([`Replayed::settle`]).
 #[derive(Debug, Default)]
 pub struct Replayed {
     /// The segments, oldest first (kept: a later checkpoint removes them).
     segments: Vec<PathBuf>,
+    /// Bytes of valid records in the last segment (writing resumes there).
+    last_valid_len: u64,
     /// The files they cover.
     paths: Vec<String>,
     next_seq: u64,
+    /// The newest record of each file not settled yet.
+    pending: HashMap<String, Vec<u8>>,
+    /// The journal's last append: a file changed after it was edited by someone else.
+    last_append: Option<std::time::SystemTime>,
     /// Files that were missing or different and were rewritten.
     pub repaired: usize,
 }
 
-/// Brings the files of `dir` to what its journal acknowledged (see the module documentation).
+/// Reads the journal of `dir` (nothing is checked or written yet; see [`Replayed::settle`]).
 pub fn replay(dir: &Path) -> io::Result<Replayed> {
     let segs = list_segments(dir)?;
     let mut out = Replayed::default();
-    if segs.is_empty() {
-        return Ok(out);
-    }
-    let mut latest: HashMap<String, Vec<u8>> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    // the journal's last append: a file written after it was edited by someone else
-    let mut last_append = std::time::SystemTime::UNIX_EPOCH;
     for (seq, path) in &segs {
         let mut bytes = Vec::new();
         let mut f = File::open(path)?;
         if let Ok(m) = f.metadata().and_then(|m| m.modified()) {
-            last_append = last_append.max(m);
+            out.last_append = Some(out.last_append.map_or(m, |l| l.max(m)));
         }
         f.read_to_end(&mut bytes)?;
-        for (rel, data) in decode(&bytes) {
-            if latest.insert(rel.clone(), data.to_vec()).is_none() {
-                order.push(rel);
+        let mut valid = 0usize;
+        for (rel, data, end) in decode(&bytes) {
+            valid = end;
+            if out.pending.insert(rel.clone(), data.to_vec()).is_none() {
+                out.paths.push(rel);
             }
         }
+        out.last_valid_len = valid as u64;
         out.next_seq = seq + 1;
         out.segments.push(path.clone());
     }
-    for rel in &order {
-        let want = &latest[rel];
+    Ok(out)
+}
+
+impl Replayed {
+    /// True when the journal has a record of `rel` not settled yet.
+    pub fn has(&self, rel: &str) -> bool {
+        self.pending.contains_key(rel)
+    }
+
+    /// Relative paths under `prefix` (e.g. `"events/"`) that the journal has and nobody settled
+    /// yet: files a crash may have lost entirely, which a directory listing does not show.
+    pub fn unsettled_under(&self, prefix: &str) -> Vec<String> {
+        self.pending
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// The content `dir/rel` must have, given `have`, what the caller read from it (`None`:
+    /// missing). When the journal acknowledged other content and the file is missing, damaged
+    /// (not a JSON object's bytes: empty, zeros), or older than the journal's last append (a
+    /// lost write-back or rename), the file is rewritten from the journal and that content is
+    /// returned. A file that differs and is newer was edited while the server was stopped: it
+    /// is kept. Without a record, `have` is returned as is.
+    pub fn settle(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        have: Option<Vec<u8>>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let Some(want) = self.pending.remove(rel) else {
+            return Ok(have);
+        };
         let path = dir.join(rel);
-        let keep = match fs::read(&path) {
-            Ok(have) if have == *want => true,
-            Ok(have) if damaged(&have) => false,
-            Ok(_) => {
+        let keep = match &have {
+            Some(h) if *h == want => true,
+            Some(h) if damaged(h) => false,
+            Some(_) => {
                 let edited = fs::metadata(&path)
                     .and_then(|m| m.modified())
-                    .is_ok_and(|m| m > last_append);
+                    .is_ok_and(|m| self.last_append.is_none_or(|l| m > l));
                 if edited {
                     log::info!(
                         "{}: edited after the journal's last write; kept",
@@ -223,15 +259,29 @@ pub fn replay(dir: &Path) -> io::Result<Replayed> {
                 }
                 edited
             }
-            Err(_) => false,
+            None => false,
         };
-        if !keep {
-            put_file(dir, rel, want)?;
-            out.repaired += 1;
+        if keep {
+            return Ok(have);
         }
+        put_file(dir, rel, &want)?;
+        self.repaired += 1;
+        Ok(Some(want))
     }
-    out.paths = order;
-    Ok(out)
+
+    /// Settles every record nobody asked about by reading its file.
+    pub fn settle_rest(&mut self, dir: &Path) -> io::Result<()> {
+        let rest: Vec<String> = self.pending.keys().cloned().collect();
+        for rel in rest {
+            let have = match fs::read(dir.join(&rel)) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            self.settle(dir, &rel, have)?;
+        }
+        Ok(())
+    }
 }
 
 /// The journal writer of one conversation directory. Not shared between threads: the owner
@@ -258,17 +308,37 @@ impl Journal {
         Journal::resume(dir, Replayed::default())
     }
 
-    /// The journal of a directory after [`replay`]: its segments are kept for a checkpoint.
-    pub fn resume(dir: PathBuf, replayed: Replayed) -> Journal {
-        Journal {
+    /// The journal of a directory after [`replay`] (and the settling of its files): writing
+    /// continues in the last segment, cut after its last valid record (a torn append is
+    /// dropped); the older segments wait for a checkpoint.
+    pub fn resume(dir: PathBuf, mut replayed: Replayed) -> Journal {
+        let mut journal = Journal {
             dir,
             seq: replayed.next_seq,
             active: None,
             active_len: 0,
-            closed: replayed.segments,
-            covered: replayed.paths,
+            closed: Vec::new(),
+            covered: std::mem::take(&mut replayed.paths),
             checkpointing: Arc::new(AtomicBool::new(false)),
+        };
+        let last = replayed.segments.pop();
+        journal.closed = replayed.segments;
+        if let Some(path) = last {
+            let reopened = OpenOptions::new().write(true).open(&path).and_then(|f| {
+                f.set_len(replayed.last_valid_len)?;
+                Ok(f)
+            });
+            match reopened {
+                Ok(file) if replayed.last_valid_len < SEGMENT_BYTES => {
+                    journal.seq -= 1;
+                    journal.active = Some((path, file));
+                    journal.active_len = replayed.last_valid_len;
+                }
+                // full, or not writable: it waits for a checkpoint, a new segment follows
+                _ => journal.closed.push(path),
+            }
         }
+        journal
     }
 
     pub fn dir(&self) -> &Path {
@@ -299,7 +369,7 @@ impl Journal {
             );
             let path = self.dir.join(name);
             let file = OpenOptions::new()
-                .append(true)
+                .write(true)
                 .create_new(true)
                 .open(&path)?;
             self.active = Some((path, file));
@@ -308,8 +378,17 @@ impl Journal {
         let Some((_, file)) = self.active.as_mut() else {
             return Err(io::Error::other("no journal segment"));
         };
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        // at the end of the valid records (a failed append must not leave a gap)
+        use std::io::{Seek, SeekFrom};
+        let appended = file
+            .seek(SeekFrom::Start(self.active_len))
+            .and_then(|_| file.write_all(&buf))
+            .and_then(|()| file.sync_data());
+        if let Err(e) = appended {
+            // not acknowledged: cut what may have reached the file
+            let _ = file.set_len(self.active_len);
+            return Err(e);
+        }
         if created {
             // the new segment's name must survive a crash too
             files::sync_dir(&self.dir)?;
@@ -434,6 +513,13 @@ mod tests {
             .collect()
     }
 
+    /// What a load does: replay, then settle every file (here all by reading them).
+    fn recover(dir: &Path) -> Replayed {
+        let mut r = replay(dir).unwrap();
+        r.settle_rest(dir).unwrap();
+        r
+    }
+
     #[test]
     fn records_round_trip_and_a_torn_tail_ends_the_segment() {
         let mut buf = Vec::new();
@@ -443,8 +529,10 @@ mod tests {
         encode(&mut buf, "events/b.json", b"{\"b\": 2}");
         let recs = decode(&buf);
         assert_eq!(recs.len(), 3);
-        assert_eq!(recs[0], ("events/a.json".to_string(), &b"{\"a\": 1}"[..]));
+        assert_eq!(recs[0].0, "events/a.json");
+        assert_eq!(recs[0].1, b"{\"a\": 1}");
         assert_eq!(recs[1].1, b"");
+        assert_eq!(recs[1].2, full);
         // every truncation of the last record drops it, and only it
         for cut in full..buf.len() {
             assert_eq!(decode(&buf[..cut]).len(), 2, "cut at {cut}");
@@ -476,21 +564,27 @@ mod tests {
         // an OS crash before write-back: a file is gone, another empty, the journal is not
         fs::remove_file(dir.join("events/event-00000-a.json")).unwrap();
         fs::write(dir.join("meta.json"), b"").unwrap();
-        let r = replay(&dir).unwrap();
+        let mut r = replay(&dir).unwrap();
+        assert_eq!(r.unsettled_under("events/"), vec!["events/event-00000-a.json"]);
+        assert!(r.has("meta.json"));
+        // a loader settles what it reads: the empty meta.json comes back from the journal
+        let got = r.settle(&dir, "meta.json", Some(Vec::new())).unwrap();
+        assert_eq!(got.as_deref(), Some(M2));
+        assert!(!r.has("meta.json"));
+        r.settle_rest(&dir).unwrap();
         assert_eq!(r.repaired, 2);
         assert_eq!(fs::read(dir.join("meta.json")).unwrap(), M2);
         assert_eq!(fs::read(dir.join("events/event-00000-a.json")).unwrap(), E0);
         // a second replay has nothing to do
-        assert_eq!(replay(&dir).unwrap().repaired, 0);
-        // writing continues in a new segment after the old ones
-        let mut j = Journal::resume(dir.clone(), replay(&dir).unwrap());
+        assert_eq!(recover(&dir).repaired, 0);
+        // writing continues in the same segment
+        let mut j = Journal::resume(dir.clone(), recover(&dir));
         j.write(&[("meta.json".into(), M3.to_vec())]).unwrap();
-        let segs = segments(&dir);
-        assert_eq!(segs.len(), 2);
+        assert_eq!(segments(&dir).len(), 1);
         // a lost rename: the previous version is back, older than the last append
         fs::write(dir.join("meta.json"), M2).unwrap();
         set_mtime(&dir.join("meta.json"), std::time::SystemTime::UNIX_EPOCH);
-        replay(&dir).unwrap();
+        recover(&dir);
         assert_eq!(
             fs::read(dir.join("meta.json")).unwrap(),
             M3,
@@ -500,7 +594,7 @@ mod tests {
         fs::write(dir.join("meta.json"), b"{\"edited\": 1}").unwrap();
         let future = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
         set_mtime(&dir.join("meta.json"), future);
-        assert_eq!(replay(&dir).unwrap().repaired, 0);
+        assert_eq!(recover(&dir).repaired, 0);
         assert_eq!(fs::read(dir.join("meta.json")).unwrap(), b"{\"edited\": 1}");
         // a checkpoint syncs and removes every segment
         j.checkpoint_now().unwrap();
@@ -509,7 +603,7 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_append_is_not_replayed() {
+    fn a_torn_append_is_not_replayed_and_writing_resumes_before_it() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut j = Journal::new(dir.clone());
@@ -522,10 +616,17 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
         f.write_all(&rec[..rec.len() - 2]).unwrap();
         fs::remove_file(dir.join("events/e1.json")).unwrap();
-        let r = replay(&dir).unwrap();
+        let r = recover(&dir);
         assert_eq!(r.repaired, 1);
         assert_eq!(fs::read(dir.join("events/e1.json")).unwrap(), b"{}");
         assert!(!dir.join("events/e2.json").exists());
+        // the next append goes where the torn one started: both records readable
+        let mut j = Journal::resume(dir.clone(), r);
+        j.write(&[("events/e3.json".into(), b"{\"x\": 3}".to_vec())])
+            .unwrap();
+        let bytes = fs::read(&seg).unwrap();
+        let recs: Vec<String> = decode(&bytes).into_iter().map(|r| r.0).collect();
+        assert_eq!(recs, ["events/e1.json", "events/e3.json"]);
     }
 
     #[test]
