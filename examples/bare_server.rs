@@ -13,19 +13,22 @@
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 
-/// `--host H --port P`, like the real server.
-fn args() -> (String, u16) {
+/// `--host H --port P [--workers N]`, like the real server (workers: actix's default, one per
+/// core, unless given).
+fn args() -> (String, u16, Option<usize>) {
     let mut host = "127.0.0.1".to_string();
     let mut port = 8000;
+    let mut workers = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--host" => host = it.next().unwrap_or(host),
             "--port" => port = it.next().and_then(|p| p.parse().ok()).unwrap_or(port),
+            "--workers" => workers = it.next().and_then(|w| w.parse().ok()),
             _ => {}
         }
     }
-    (host, port)
+    (host, port, workers)
 }
 
 /// A user MessageEvent shaped like the real one.
@@ -88,9 +91,9 @@ fn json_body(s: &str) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let (host, port) = args();
+    let (host, port, workers) = args();
     let b = web::Data::new(bodies());
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(b.clone())
             .route("/health", web::get().to(|| async { json_body("\"OK\"") }))
@@ -126,8 +129,10 @@ async fn main() -> std::io::Result<()> {
                 "/api/conversations/{conversation_id}/events",
                 web::post().to(|_body: web::Bytes| async { json_body("{\"success\":true}") }),
             )
-    })
-    .bind((host.as_str(), port))?
-    .run()
-    .await
+    });
+    let server = match workers {
+        Some(n) => server.workers(n),
+        None => server,
+    };
+    server.bind((host.as_str(), port))?.run().await
 }
