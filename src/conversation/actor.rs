@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
+use super::seam::{self, AgentCore, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
     ConversationHandle, ConversationNotice, Disconnect, EventBatch, InfoReason,
     SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
@@ -76,6 +76,10 @@ struct ActiveRun {
     iterations: i64,
     /// Pause requests waiting for the current step to end.
     pause_waiters: Vec<oneshot::Sender<()>>,
+    /// A user message arrived while the current step ran: a `Finished` outcome of that step
+    /// does not end the run, the loop picks the message up (as the reference's queued
+    /// `send_message` does by moving `finished` back to `idle` before the next iteration).
+    message_during_step: bool,
 }
 
 /// The actor. See the module documentation.
@@ -91,6 +95,9 @@ pub struct Conversation {
     run: Option<ActiveRun>,
     /// The agent loop's per-conversation state; `None` while a step holds it.
     session: Option<AgentSession>,
+    /// The agent and its tools once the first step built them (also while a step holds the
+    /// session): secrets updates reach the terminal through it, and stopping kills the shell.
+    core: Option<Arc<AgentCore>>,
     staged: Vec<Staged>,
     /// `meta.json`/`base_state.json` must be rewritten at the next flush.
     state_dirty: bool,
@@ -121,6 +128,7 @@ impl Conversation {
             next_subscription: 1,
             run: None,
             session: Some(AgentSession::default()),
+            core: None,
             staged: Vec::new(),
             state_dirty: false,
             shared,
@@ -347,6 +355,7 @@ impl Conversation {
             step: None,
             iterations: 0,
             pause_waiters: Vec::new(),
+            message_during_step: false,
         });
         self.spawn_step(ctx);
     }
@@ -356,6 +365,7 @@ impl Conversation {
     fn spawn_step(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.run.as_mut() else { return };
         run.iterations += 1;
+        run.message_during_step = false;
         let input = StepInput {
             handle: ConversationHandle::new(self.state.id, ctx.address()),
             state: self.state.clone(),
@@ -371,15 +381,23 @@ impl Conversation {
     }
 
     fn step_done(&mut self, out: StepOutput, ctx: &mut Context<Self>) {
+        if out.session.core.is_some() {
+            self.core = out.session.core.clone();
+        }
         self.session = Some(out.session);
         let pause_requested = self
             .run
             .as_ref()
             .is_some_and(|r| !r.pause_waiters.is_empty());
+        let message_during_step = self.run.as_ref().is_some_and(|r| r.message_during_step);
         if let Some(run) = self.run.as_mut() {
             run.step = None;
         }
-        let result = match out.outcome {
+        let outcome = match out.outcome {
+            StepOutcome::Finished if message_during_step => StepOutcome::Continue,
+            other => other,
+        };
+        let result = match outcome {
             StepOutcome::Continue if pause_requested => {
                 self.apply_pause();
                 Ok(())
@@ -501,6 +519,34 @@ impl Conversation {
         })
     }
 
+    /// Adds the agent context's knowledge (triggered skills, user message suffix) to a user
+    /// message (agent-behaviour §3.1.4) and records the newly activated skills.
+    fn extend_user_message(&mut self, event: &mut Event) {
+        let Event::Message(m) = event else { return };
+        let text = m
+            .llm_message
+            .content
+            .iter()
+            .filter_map(|c| c.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let agent = serde_json::to_value(&self.state.agent).unwrap_or(Value::Null);
+        let (extended, activated) = crate::agent::prompt::user_message_extension(
+            &agent,
+            &text,
+            &self.state.activated_knowledge_skills,
+        );
+        m.extended_content = extended
+            .iter()
+            .filter_map(|p| serde_json::from_value(p.clone()).ok())
+            .collect();
+        if !activated.is_empty() {
+            m.activated_skills = activated.clone();
+            self.state.activated_knowledge_skills.extend(activated);
+            self.state_dirty = true;
+        }
+    }
+
     fn history(&self) -> Vec<Event> {
         self.log
             .all_appended()
@@ -532,6 +578,12 @@ impl Actor for Conversation {
         self.staged.push(Staged::Publish { json, touch });
         if std::mem::take(&mut self.announce_created) {
             self.notify_info(InfoReason::Created);
+        } else if self.state.execution_status == ExecutionStatus::Running {
+            // loaded after the server stopped in the middle of a run: close the interrupted
+            // tool calls so the log is consistent and the conversation can run again
+            for e in seam::interrupted_observations(&self.history()) {
+                self.append(e);
+            }
         }
         self.flush(ctx);
     }
@@ -567,6 +619,22 @@ pub struct GetHistory;
 #[derive(Message)]
 #[rtype(result = "Vec<Arc<str>>")]
 pub struct GetHistoryJson;
+
+/// The API JSON of the events after the first `n` (append order; for the agent loop's
+/// incremental history).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<str>>")]
+pub struct GetHistoryJsonSince(pub usize);
+
+/// Accounts one successful LLM response in the stats of `usage_id` (registered with `model` if
+/// new) and appends the `stats` state update (snapshot form). Replies once persisted.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct RecordUsage {
+    pub usage_id: String,
+    pub model: String,
+    pub response: crate::llm::LlmResponse,
+}
 
 /// Starts a run. `wait`: POST /run (409 if a run is active; the reply resolves when the run
 /// ends and a `full_state` is published). Otherwise a background start that is a no-op while
@@ -695,6 +763,44 @@ impl Handler<GetHistoryJson> for Conversation {
     }
 }
 
+impl Handler<GetHistoryJsonSince> for Conversation {
+    type Result = MessageResult<GetHistoryJsonSince>;
+    fn handle(&mut self, m: GetHistoryJsonSince, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.log
+                .all_appended()
+                .skip(m.0)
+                .map(|e| e.json.clone())
+                .collect(),
+        )
+    }
+}
+
+impl Handler<RecordUsage> for Conversation {
+    type Result = MessageResult<RecordUsage>;
+    fn handle(&mut self, m: RecordUsage, ctx: &mut Context<Self>) -> Self::Result {
+        let entry = self
+            .state
+            .stats
+            .usage_to_metrics
+            .entry(m.usage_id)
+            .or_insert_with(|| crate::model::conversation::Metrics::new(&m.model));
+        let mut metrics = serde_json::to_value(&*entry)
+            .ok()
+            .and_then(|v| crate::llm::Metrics::from_json(&v))
+            .unwrap_or_else(|| crate::llm::Metrics::new(&m.model));
+        metrics.record(&m.response);
+        if let Ok(updated) = serde_json::from_value(metrics.full_json()) {
+            *entry = updated;
+        }
+        let value = self.state.stats.snapshot();
+        self.append(Event::state_update("stats", value));
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
 impl Handler<Run> for Conversation {
     type Result = Result<oneshot::Receiver<Result<(), ApiError>>, ApiError>;
     fn handle(&mut self, msg: Run, ctx: &mut Context<Self>) -> Self::Result {
@@ -746,10 +852,16 @@ impl Handler<SendMessage> for Conversation {
             self.set_status(ExecutionStatus::Idle);
         }
         let run = msg.run;
-        self.append(Event::user_message(crate::model::Message::new(
-            msg.role,
-            msg.content,
-        )));
+        let mut event = Event::user_message(crate::model::Message::new(msg.role, msg.content));
+        if self.state.agent.agent_context.is_some() {
+            self.extend_user_message(&mut event);
+        }
+        self.append(event);
+        if let Some(r) = self.run.as_mut()
+            && r.step.is_some()
+        {
+            r.message_during_step = true;
+        }
         if run && self.run.is_none() {
             self.start_run(ctx, false, None);
         }
@@ -839,6 +951,9 @@ impl Handler<UpdateSecrets> for Conversation {
     ) -> Self::Result {
         for (name, s) in secrets {
             self.state.secret_registry.secret_sources.insert(name, s);
+        }
+        if let Some(core) = &self.core {
+            core.update_secrets(&self.state);
         }
         self.state_dirty = true;
         let rx = self.ack();
@@ -971,15 +1086,24 @@ impl Handler<Shutdown> for Conversation {
         let dir = self.dir.clone();
         let delete = m.delete;
         let id = self.state.id;
-        let work = tokio::task::spawn_blocking(move || {
-            if delete {
-                remove_dir_best_effort(&dir);
-            } else if let Some((meta, base)) = files
-                && let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base))
-            {
-                log::error!("conversation {id}: cannot write its state at shutdown: {e}");
+        // the shell (and its jobs) dies with the conversation
+        let core = self.core.take();
+        self.session = None;
+        let work = async move {
+            if let Some(core) = core {
+                core.runtime.close().await;
             }
-        });
+            tokio::task::spawn_blocking(move || {
+                if delete {
+                    remove_dir_best_effort(&dir);
+                } else if let Some((meta, base)) = files
+                    && let Err(e) = dir::write_state_files(&dir, Some(&meta), Some(&base))
+                {
+                    log::error!("conversation {id}: cannot write its state at shutdown: {e}");
+                }
+            })
+            .await
+        };
         Box::pin(actix::fut::wrap_future::<_, Self>(work).map(|_, _act, ctx| ctx.stop()))
     }
 }
@@ -1078,7 +1202,8 @@ pub fn create_record(
         Some(&dir::base_state_bytes(&state)?),
     )?;
     if log.is_empty() {
-        let mut first = seam::system_prompt_event(&state.agent);
+        let mut first = seam::system_prompt_event(&state.agent, &state.workspace.working_dir)
+            .map_err(std::io::Error::other)?;
         let p = log.prepare(&mut first)?;
         event_log::write_batch(log.dir(), &[(p.file_name.clone(), p.bytes.clone())])?;
         log.commit(p.entry);

@@ -432,12 +432,13 @@ pub const KIND_PATHS: &[(&str, &str)] = &[
     ("TokenEvent", "openhands.sdk.event.token.TokenEvent"),
 ];
 
-/// The short `kind` for a `?kind=` filter value: the fully qualified name, or (allowed by
-/// DEVIATIONS) the short name itself.
+/// The short `kind` for a `?kind=` filter value. Only the fully qualified name matches, as in
+/// the reference (DEVIATIONS allows the short name too, but the conformance golden records
+/// that `?kind=ActionEvent` matches nothing, and clients send the full name).
 pub fn kind_from_filter(filter: &str) -> Option<&'static str> {
     KIND_PATHS
         .iter()
-        .find(|(short, full)| *full == filter || *short == filter)
+        .find(|(_, full)| *full == filter)
         .map(|(short, _)| *short)
 }
 
@@ -767,12 +768,12 @@ mod tests {
     }
 
     #[test]
-    fn kind_filter_accepts_both_names() {
+    fn kind_filter_takes_the_full_name() {
         assert_eq!(
             kind_from_filter("openhands.sdk.event.llm_convertible.action.ActionEvent"),
             Some("ActionEvent")
         );
-        assert_eq!(kind_from_filter("ActionEvent"), Some("ActionEvent"));
+        assert_eq!(kind_from_filter("ActionEvent"), None);
         assert_eq!(kind_from_filter("Nope"), None);
     }
 }
