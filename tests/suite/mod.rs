@@ -1,5 +1,6 @@
 //! Integration tests, one module per area.
 
+mod agent;
 mod bash;
 mod conversations;
 mod files;
