@@ -61,14 +61,16 @@ pub fn check_tools(agent: &model::Agent) -> Result<(), String> {
 /// tools this server cannot run (`browser_tool_set`, `glob`...; logged), so such an agent still
 /// works with the rest.
 pub fn agent_json(agent: &model::Agent) -> Value {
-    let mut v = with_secret_mode(SecretMode::Plain, || serde_json::to_value(agent))
-        .unwrap_or(Value::Null);
+    let mut v =
+        with_secret_mode(SecretMode::Plain, || serde_json::to_value(agent)).unwrap_or(Value::Null);
     if let Some(list) = v.get_mut("tools").and_then(Value::as_array_mut) {
         list.retain(|t| {
             let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
             let runnable = tools::ToolKind::from_name(name).is_some();
             if !runnable {
-                log::warn!("tool '{name}' is not available in this server; the agent runs without it");
+                log::warn!(
+                    "tool '{name}' is not available in this server; the agent runs without it"
+                );
             }
             runnable
         });
@@ -187,7 +189,11 @@ struct Host {
 
 impl StepHost for Host {
     async fn events(&mut self) -> Vec<Value> {
-        match self.handle.history_json_since(self.cache.events.len()).await {
+        match self
+            .handle
+            .history_json_since(self.cache.events.len())
+            .await
+        {
             Ok(new) => {
                 for json in new {
                     // an event that does not parse still takes its place, so counts stay aligned
@@ -365,7 +371,10 @@ pub async fn generate_title(
         None => (h.state().await?.agent.llm, true),
     };
     let client = client_for(&llm).map_err(ApiError::internal)?;
-    let reply = match client.complete(&side::title_request(&text, max_length)).await {
+    let reply = match client
+        .complete(&side::title_request(&text, max_length))
+        .await
+    {
         Ok(r) => Some(r),
         Err(e) => {
             log::warn!(

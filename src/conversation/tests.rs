@@ -97,7 +97,8 @@ async fn new_conversation(reg: &RegistryHandle, dir: &std::path::Path) -> Conver
     let reply = json!({"id": "chatcmpl-t", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
         "message": {"role": "assistant", "content": "Done."}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}});
     // the fake keeps serving after its handle is dropped (its task lives on the test runtime)
-    let fake = crate::llm::fake::FakeServer::start(vec![crate::llm::fake::Reply::json(200, &reply)]).await;
+    let fake =
+        crate::llm::fake::FakeServer::start(vec![crate::llm::fake::Reply::json(200, &reply)]).await;
     let body = json!({"agent": {"llm": {"model": "openai/fake-model", "base_url": format!("{}/v1", fake.base), "api_key": "k", "num_retries": 0}},
         "workspace": {"working_dir": dir.join("ws").to_string_lossy()}});
     let req = requests::start_conversation(&body).unwrap();

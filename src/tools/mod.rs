@@ -281,13 +281,17 @@ impl ToolRuntime {
                 let (editor, a) = (self.editor.clone(), action.clone());
                 tokio::task::spawn_blocking(move || editor.run(&a))
                     .await
-                    .unwrap_or_else(|e| error_observation(action, &format!("file_editor failed: {e}")))
+                    .unwrap_or_else(|e| {
+                        error_observation(action, &format!("file_editor failed: {e}"))
+                    })
             }
             Some(ToolKind::TaskTracker) => {
                 let (tasks, a) = (self.tasks.clone(), action.clone());
                 tokio::task::spawn_blocking(move || tasks.run(&a))
                     .await
-                    .unwrap_or_else(|e| error_observation(action, &format!("task_tracker failed: {e}")))
+                    .unwrap_or_else(|e| {
+                        error_observation(action, &format!("task_tracker failed: {e}"))
+                    })
             }
             Some(ToolKind::Finish) => {
                 let message = action

@@ -84,7 +84,9 @@ pub struct FakeLlm {
 
 impl FakeLlm {
     /// A server answering each request with `respond(request, index)`.
-    pub async fn start(respond: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> FakeLlm {
+    pub async fn start(
+        respond: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> FakeLlm {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::fake_llm::{
-    FakeLlm, Reply, anthropic, call, chat, chat_call, chat_finish,
-};
+use crate::common::fake_llm::{FakeLlm, Reply, anthropic, call, chat, chat_call, chat_finish};
 use crate::common::{TestServer, poll};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -97,7 +95,11 @@ fn seq(evs: &[Value]) -> Vec<String> {
         .filter(|e| e["key"] != "stats")
         .map(|e| match e["kind"].as_str().unwrap_or_default() {
             "ActionEvent" | "ObservationEvent" | "AgentErrorEvent" | "UserRejectObservation" => {
-                format!("{}:{}", e["kind"].as_str().unwrap(), e["tool_name"].as_str().unwrap())
+                format!(
+                    "{}:{}",
+                    e["kind"].as_str().unwrap(),
+                    e["tool_name"].as_str().unwrap()
+                )
             }
             "ConversationStateUpdateEvent" => {
                 format!("state:{}={}", e["key"].as_str().unwrap(), e["value"])
@@ -134,7 +136,11 @@ fn processes_with(marker: &str) -> usize {
         })
         .filter(|e| {
             std::fs::read(e.path().join("cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
                 .unwrap_or(false)
         })
         .count()
@@ -147,34 +153,88 @@ async fn twenty_step_task_builds_tests_and_fixes_a_project() {
     let p = format!("{ws}/proj");
     let calc = format!("{p}/calc.sh");
     let steps: Vec<(&str, Value)> = vec![
-        ("task_tracker", json!({"command": "plan", "task_list": [
-            {"title": "Write calc.sh", "status": "in_progress"}, {"title": "Write the tests"}, {"title": "Make the tests pass"}], "security_risk": "LOW"})),
-        ("terminal", json!({"command": format!("mkdir -p {p}"), "security_risk": "LOW"})),
-        ("file_editor", json!({"command": "create", "path": calc,
-            "file_text": "add() { echo $(( $1 + $2 )); }\nsub() { echo $(( $1 + $2 )); }\n", "security_risk": "MEDIUM"})),
-        ("file_editor", json!({"command": "create", "path": format!("{p}/test.sh"),
+        (
+            "task_tracker",
+            json!({"command": "plan", "task_list": [
+            {"title": "Write calc.sh", "status": "in_progress"}, {"title": "Write the tests"}, {"title": "Make the tests pass"}], "security_risk": "LOW"}),
+        ),
+        (
+            "terminal",
+            json!({"command": format!("mkdir -p {p}"), "security_risk": "LOW"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "create", "path": calc,
+            "file_text": "add() { echo $(( $1 + $2 )); }\nsub() { echo $(( $1 + $2 )); }\n", "security_risk": "MEDIUM"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "create", "path": format!("{p}/test.sh"),
             "file_text": ". ./calc.sh\nfail=0\n[ \"$(add 2 3)\" = 5 ] || { echo 'add failed'; fail=1; }\n[ \"$(sub 5 3)\" = 2 ] || { echo 'sub failed'; fail=1; }\n[ $fail = 0 ] && echo 'all tests passed'\nexit $fail\n",
-            "security_risk": "MEDIUM"})),
-        ("terminal", json!({"command": format!("cd {p} && sh test.sh"), "security_risk": "LOW"})),
-        ("think", json!({"thought": "sub adds instead of subtracting"})),
-        ("file_editor", json!({"command": "view", "path": calc, "security_risk": "LOW"})),
-        ("file_editor", json!({"command": "str_replace", "path": calc, "old_str": "sub() { echo $(( $1 + $2 )); }",
-            "new_str": "sub() { echo $(( $1 - $2 )); }", "security_risk": "MEDIUM"})),
-        ("terminal", json!({"command": "sh test.sh", "security_risk": "LOW"})),
-        ("task_tracker", json!({"command": "plan", "task_list": [
+            "security_risk": "MEDIUM"}),
+        ),
+        (
+            "terminal",
+            json!({"command": format!("cd {p} && sh test.sh"), "security_risk": "LOW"}),
+        ),
+        (
+            "think",
+            json!({"thought": "sub adds instead of subtracting"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "view", "path": calc, "security_risk": "LOW"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "str_replace", "path": calc, "old_str": "sub() { echo $(( $1 + $2 )); }",
+            "new_str": "sub() { echo $(( $1 - $2 )); }", "security_risk": "MEDIUM"}),
+        ),
+        (
+            "terminal",
+            json!({"command": "sh test.sh", "security_risk": "LOW"}),
+        ),
+        (
+            "task_tracker",
+            json!({"command": "plan", "task_list": [
             {"title": "Write calc.sh", "status": "done"}, {"title": "Write the tests", "status": "done"},
-            {"title": "Make the tests pass", "status": "in_progress", "notes": "sub fixed"}], "security_risk": "LOW"})),
-        ("file_editor", json!({"command": "insert", "path": calc, "insert_line": 0, "new_str": "# tiny calculator", "security_risk": "MEDIUM"})),
-        ("file_editor", json!({"command": "view", "path": calc, "view_range": [1, 2], "security_risk": "LOW"})),
+            {"title": "Make the tests pass", "status": "in_progress", "notes": "sub fixed"}], "security_risk": "LOW"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "insert", "path": calc, "insert_line": 0, "new_str": "# tiny calculator", "security_risk": "MEDIUM"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "view", "path": calc, "view_range": [1, 2], "security_risk": "LOW"}),
+        ),
         ("terminal", json!({"command": "ls", "security_risk": "LOW"})),
-        ("file_editor", json!({"command": "undo_edit", "path": calc, "security_risk": "MEDIUM"})),
-        ("terminal", json!({"command": "cat calc.sh", "security_risk": "LOW"})),
-        ("task_tracker", json!({"command": "view", "security_risk": "LOW"})),
-        ("terminal", json!({"command": "sh test.sh && echo ok-again", "security_risk": "LOW"})),
-        ("file_editor", json!({"command": "create", "path": format!("{p}/README.md"), "file_text": "calc: add and sub\n", "security_risk": "MEDIUM"})),
-        ("task_tracker", json!({"command": "plan", "task_list": [
+        (
+            "file_editor",
+            json!({"command": "undo_edit", "path": calc, "security_risk": "MEDIUM"}),
+        ),
+        (
+            "terminal",
+            json!({"command": "cat calc.sh", "security_risk": "LOW"}),
+        ),
+        (
+            "task_tracker",
+            json!({"command": "view", "security_risk": "LOW"}),
+        ),
+        (
+            "terminal",
+            json!({"command": "sh test.sh && echo ok-again", "security_risk": "LOW"}),
+        ),
+        (
+            "file_editor",
+            json!({"command": "create", "path": format!("{p}/README.md"), "file_text": "calc: add and sub\n", "security_risk": "MEDIUM"}),
+        ),
+        (
+            "task_tracker",
+            json!({"command": "plan", "task_list": [
             {"title": "Write calc.sh", "status": "done"}, {"title": "Write the tests", "status": "done"},
-            {"title": "Make the tests pass", "status": "done"}], "security_risk": "LOW"})),
+            {"title": "Make the tests pass", "status": "done"}], "security_risk": "LOW"}),
+        ),
         ("finish", json!({"message": "calc.sh works and is tested"})),
     ];
     assert_eq!(steps.len(), 20);
@@ -190,7 +250,10 @@ async fn twenty_step_task_builds_tests_and_fixes_a_project() {
         json!({"initial_message": message("Build a tiny tested calculator in proj/", true)}),
     )
     .await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error", "stuck"]).await, "finished");
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error", "stuck"]).await,
+        "finished"
+    );
     assert_eq!(fake.calls().len(), 20);
 
     // files on disk
@@ -202,15 +265,18 @@ async fn twenty_step_task_builds_tests_and_fixes_a_project() {
         std::fs::read_to_string(format!("{p}/README.md")).unwrap(),
         "calc: add and sub\n"
     );
-    let conv_dir = s
-        .config
-        .conversations_path
-        .join(id.replace('-', ""));
+    let conv_dir = s.config.conversations_path.join(id.replace('-', ""));
     let tasks: Value =
         serde_json::from_str(&std::fs::read_to_string(conv_dir.join("TASKS.json")).unwrap())
             .unwrap();
     assert_eq!(tasks.as_array().unwrap().len(), 3);
-    assert!(tasks.as_array().unwrap().iter().all(|t| t["status"] == "done"));
+    assert!(
+        tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "done")
+    );
 
     // the event log: one action and one observation per step, in order
     let evs = events(&s, &id).await;
@@ -275,7 +341,11 @@ async fn message_while_running_is_picked_up_and_several_calls_run_in_order() {
             "r0",
             json!("three things at once"),
             vec![
-                call("c0", "terminal", &json!({"command": "echo one", "security_risk": "LOW"})),
+                call(
+                    "c0",
+                    "terminal",
+                    &json!({"command": "echo one", "security_risk": "LOW"}),
+                ),
                 call("c1", "think", &json!({"thought": "and then"})),
                 call("c2", "finish", &json!({"message": "first done"})),
             ],
@@ -292,7 +362,10 @@ async fn message_while_running_is_picked_up_and_several_calls_run_in_order() {
     .await;
     // arrives while the step that ends with `finish` waits for the LLM: the run goes on
     send(&s, &id, "second", false).await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error"]).await, "finished");
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error"]).await,
+        "finished"
+    );
     let evs = events(&s, &id).await;
     assert_eq!(
         seq(&evs),
@@ -324,9 +397,23 @@ async fn message_while_running_is_picked_up_and_several_calls_run_in_order() {
     // one assistant message with the three calls, then their results in call order
     let msgs = calls[1].body["messages"].as_array().unwrap().clone();
     let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["system", "user", "user", "assistant", "tool", "tool", "tool"]);
+    assert_eq!(
+        roles,
+        [
+            "system",
+            "user",
+            "user",
+            "assistant",
+            "tool",
+            "tool",
+            "tool"
+        ]
+    );
     assert_eq!(msgs[3]["tool_calls"].as_array().unwrap().len(), 3);
-    let ids: Vec<&str> = msgs[4..].iter().map(|m| m["tool_call_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = msgs[4..]
+        .iter()
+        .map(|m| m["tool_call_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["c0", "c1", "c2"]);
     // the stats update of each call sits right before the events derived from it
     let first_stats = evs.iter().position(|e| e["key"] == "stats").unwrap();
@@ -341,7 +428,12 @@ async fn deviation_1_second_run_while_running_is_409() {
         chat("r1", json!("idle answer"), Vec::new()),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("go", true)})).await;
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("go", true)}),
+    )
+    .await;
     poll(WAIT, "LLM call", || async {
         (!fake.calls().is_empty()).then_some(())
     })
@@ -355,7 +447,10 @@ async fn deviation_1_second_run_while_running_is_409() {
             json!({"detail": "Conversation already running. Wait for completion or pause first."})
         )
     );
-    assert!(t.elapsed() < Duration::from_millis(1000), "answered at once");
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "answered at once"
+    );
     assert_eq!(wait_status(&s, &id, &["finished"]).await, "finished");
     // POST /run blocks until the run ends: a message, then run to the text answer
     send(&s, &id, "again", false).await;
@@ -369,12 +464,21 @@ async fn deviation_1_second_run_while_running_is_409() {
 async fn pause_takes_effect_at_the_step_boundary() {
     let s = TestServer::start();
     let fake = FakeLlm::scripted(vec![
-        chat_call(0, "terminal", json!({"command": "echo paused-step", "security_risk": "LOW"}))
-            .delayed(Duration::from_millis(1000)),
+        chat_call(
+            0,
+            "terminal",
+            json!({"command": "echo paused-step", "security_risk": "LOW"}),
+        )
+        .delayed(Duration::from_millis(1000)),
         chat_finish(1, "resumed"),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("go", true)})).await;
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("go", true)}),
+    )
+    .await;
     poll(WAIT, "LLM call", || async {
         (!fake.calls().is_empty()).then_some(())
     })
@@ -408,12 +512,28 @@ async fn deviation_2_reject_and_confirm_risky() {
             "r0",
             Value::Null,
             vec![
-                call("c0", "terminal", &json!({"command": "echo a", "security_risk": "LOW"})),
-                call("c1", "terminal", &json!({"command": "echo b", "security_risk": "HIGH"})),
+                call(
+                    "c0",
+                    "terminal",
+                    &json!({"command": "echo a", "security_risk": "LOW"}),
+                ),
+                call(
+                    "c1",
+                    "terminal",
+                    &json!({"command": "echo b", "security_risk": "HIGH"}),
+                ),
             ],
         ),
-        chat_call(1, "terminal", json!({"command": "echo low", "security_risk": "LOW"})),
-        chat_call(2, "terminal", json!({"command": "echo high", "security_risk": "HIGH"})),
+        chat_call(
+            1,
+            "terminal",
+            json!({"command": "echo low", "security_risk": "LOW"}),
+        ),
+        chat_call(
+            2,
+            "terminal",
+            json!({"command": "echo high", "security_risk": "HIGH"}),
+        ),
         chat_finish(3, "done"),
     ])
     .await;
@@ -483,7 +603,10 @@ async fn deviation_2_reject_and_confirm_risky() {
         .filter(|m| m["role"] == "tool")
         .map(|m| m["content"][0]["text"].as_str().unwrap())
         .collect();
-    assert_eq!(tool_texts, ["Action rejected: Not now", "Action rejected: Not now"]);
+    assert_eq!(
+        tool_texts,
+        ["Action rejected: Not now", "Action rejected: Not now"]
+    );
     let (st, v) = post(
         &s,
         &format!("/api/conversations/{id}/events/respond_to_confirmation"),
@@ -504,14 +627,19 @@ async fn deviation_2_reject_and_confirm_risky() {
 #[tokio::test]
 async fn deviation_3_max_iterations_is_an_error() {
     let s = TestServer::start();
-    let fake = FakeLlm::start(|_, n| chat_call(n, "think", json!({"thought": format!("thought {n}")}))).await;
+    let fake =
+        FakeLlm::start(|_, n| chat_call(n, "think", json!({"thought": format!("thought {n}")})))
+            .await;
     let id = start(
         &s,
         llm(&fake.v1()),
         json!({"max_iterations": 3, "initial_message": message("think forever", true)}),
     )
     .await;
-    assert_eq!(wait_status(&s, &id, &["error", "finished", "stuck"]).await, "error");
+    assert_eq!(
+        wait_status(&s, &id, &["error", "finished", "stuck"]).await,
+        "error"
+    );
     assert_eq!(fake.calls().len(), 3);
     let evs = events(&s, &id).await;
     let err = evs.last().unwrap();
@@ -528,7 +656,10 @@ async fn deviation_3_max_iterations_is_an_error() {
         .filter(|e| e["kind"] == "ConversationErrorEvent")
         .map(|e| e["code"].clone())
         .collect();
-    assert_eq!(codes, [json!("MaxIterationsReached"), json!("MaxIterationsReached")]);
+    assert_eq!(
+        codes,
+        [json!("MaxIterationsReached"), json!("MaxIterationsReached")]
+    );
 }
 
 #[tokio::test]
@@ -545,12 +676,23 @@ async fn deviation_4_stuck_and_finished_are_left_by_a_message() {
         chat("r6", json!("Finished again."), Vec::new()),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("loop", true)})).await;
-    assert_eq!(wait_status(&s, &id, &["stuck", "error", "finished"]).await, "stuck");
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("loop", true)}),
+    )
+    .await;
+    assert_eq!(
+        wait_status(&s, &id, &["stuck", "error", "finished"]).await,
+        "stuck"
+    );
     // the fourth identical round is detected before a fifth LLM call
     assert_eq!(fake.calls().len(), 4);
     let evs = events(&s, &id).await;
-    assert_eq!(seq(&evs).last().unwrap(), "state:execution_status=\"stuck\"");
+    assert_eq!(
+        seq(&evs).last().unwrap(),
+        "state:execution_status=\"stuck\""
+    );
     // run is accepted from stuck (the window is unchanged, so it is stuck again at once)
     let (st, _) = post(&s, &format!("/api/conversations/{id}/run"), json!({})).await;
     assert_eq!(st, 200);
@@ -602,8 +744,16 @@ async fn deviation_16_tool_failures_are_observations_and_bad_calls_are_errors() 
         chat_finish(4, "survived"),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("break things", true)})).await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error", "stuck"]).await, "finished");
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("break things", true)}),
+    )
+    .await;
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error", "stuck"]).await,
+        "finished"
+    );
     let evs = events(&s, &id).await;
     assert_eq!(
         seq(&evs)[3..],
@@ -621,7 +771,10 @@ async fn deviation_16_tool_failures_are_observations_and_bad_calls_are_errors() 
             "state:execution_status=\"finished\"",
         ])
     );
-    let failed = evs.iter().find(|e| e["kind"] == "ObservationEvent").unwrap();
+    let failed = evs
+        .iter()
+        .find(|e| e["kind"] == "ObservationEvent")
+        .unwrap();
     assert_eq!(failed["observation"]["is_error"], true);
     let errors: Vec<&str> = evs
         .iter()
@@ -633,7 +786,10 @@ async fn deviation_16_tool_failures_are_observations_and_bad_calls_are_errors() 
         "Tool 'no_such_tool' not found. Available: ['terminal', 'file_editor', 'task_tracker', 'finish', 'think']"
     );
     assert!(errors[1].starts_with("Error validating args {bad json for tool 'terminal': "));
-    assert!(errors[2].starts_with("Error validating args {\"security_risk\":\"LOW\"} for tool 'terminal': "));
+    assert!(
+        errors[2]
+            .starts_with("Error validating args {\"security_risk\":\"LOW\"} for tool 'terminal': ")
+    );
 }
 
 #[tokio::test]
@@ -658,15 +814,28 @@ async fn llm_failure_after_retries_is_an_error_and_the_server_stays_healthy() {
     assert_eq!(s.get_json("/api/conversations/count").await.1, 1);
     let (st, v) = post(&s, &format!("/api/conversations/{id}/run"), json!({})).await;
     assert_eq!(st, 500, "{v}");
-    assert!(v["exception"].as_str().unwrap().starts_with(&format!("Conversation run failed for id={id}: ")));
+    assert!(
+        v["exception"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Conversation run failed for id={id}: "))
+    );
 }
 
 #[tokio::test]
 async fn secrets_reach_the_terminal_masked_and_never_the_events() {
     let s = TestServer::start();
     let fake = FakeLlm::scripted(vec![
-        chat_call(0, "terminal", json!({"command": "echo token=$MY_TOKEN", "security_risk": "LOW"})),
-        chat_call(1, "terminal", json!({"command": "echo $OTHER_SECRET", "security_risk": "LOW"})),
+        chat_call(
+            0,
+            "terminal",
+            json!({"command": "echo token=$MY_TOKEN", "security_risk": "LOW"}),
+        ),
+        chat_call(
+            1,
+            "terminal",
+            json!({"command": "echo $OTHER_SECRET", "security_risk": "LOW"}),
+        ),
         chat_finish(2, "ok"),
     ])
     .await;
@@ -683,7 +852,10 @@ async fn secrets_reach_the_terminal_masked_and_never_the_events() {
     )
     .await;
     send(&s, &id, "use the token", true).await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error"]).await, "finished");
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error"]).await,
+        "finished"
+    );
     let evs = events(&s, &id).await;
     let outs: Vec<String> = evs
         .iter()
@@ -704,11 +876,20 @@ async fn restart_in_the_middle_of_a_run_closes_the_call_and_runs_again() {
     // with a key, the LLM's api_key survives the restart (DEVIATIONS #6)
     let s = TestServer::start_with(|c| c.secret_key = Some("restart-key".into()));
     let fake = FakeLlm::scripted(vec![
-        chat_call(0, "terminal", json!({"command": "sleep 987", "security_risk": "LOW"})),
+        chat_call(
+            0,
+            "terminal",
+            json!({"command": "sleep 987", "security_risk": "LOW"}),
+        ),
         chat_finish(1, "after restart"),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("long job", true)})).await;
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("long job", true)}),
+    )
+    .await;
     poll(WAIT, "the command running", || async {
         (processes_with("sleep 987") > 0).then_some(())
     })
@@ -745,18 +926,30 @@ async fn restart_in_the_middle_of_a_run_closes_the_call_and_runs_again() {
     let msgs = fake.calls()[1].body["messages"].clone();
     let tool = msgs.as_array().unwrap().last().unwrap().clone();
     assert_eq!(tool["role"], "tool");
-    assert_eq!(tool["content"][0]["text"], "[An error occurred during execution.]\n");
+    assert_eq!(
+        tool["content"][0]["text"],
+        "[An error occurred during execution.]\n"
+    );
 }
 
 #[tokio::test]
 async fn delete_while_running_stops_the_loop_and_kills_the_shell() {
     let s = TestServer::start();
     let fake = FakeLlm::scripted(vec![
-        chat_call(0, "terminal", json!({"command": "sleep 988", "security_risk": "LOW"})),
+        chat_call(
+            0,
+            "terminal",
+            json!({"command": "sleep 988", "security_risk": "LOW"}),
+        ),
         chat_finish(1, "never"),
     ])
     .await;
-    let id = start(&s, llm(&fake.v1()), json!({"initial_message": message("long job", true)})).await;
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("long job", true)}),
+    )
+    .await;
     poll(WAIT, "the command running", || async {
         (processes_with("sleep 988") > 0).then_some(())
     })
@@ -797,17 +990,32 @@ async fn openai_endpoint_tool_calls_retries_and_tokens() {
     let fake = FakeLlm::scripted(vec![
         Reply::error(429, "slow down"),
         Reply::error(500, "hiccup"),
-        chat_call(0, "terminal", json!({"command": "echo via-openai", "security_risk": "LOW"})),
+        chat_call(
+            0,
+            "terminal",
+            json!({"command": "echo via-openai", "security_risk": "LOW"}),
+        ),
         chat_finish(1, "done"),
     ])
     .await;
-    let id = start(&s, fast_retries(llm(&fake.v1())), json!({"initial_message": message("go", true)})).await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error"]).await, "finished");
+    let id = start(
+        &s,
+        fast_retries(llm(&fake.v1())),
+        json!({"initial_message": message("go", true)}),
+    )
+    .await;
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error"]).await,
+        "finished"
+    );
     let calls = fake.calls();
     assert_eq!(calls.len(), 4);
     assert!(calls.iter().all(|c| c.path == "/v1/chat/completions"));
     assert_eq!(calls[0].header("authorization"), Some("Bearer sk-fake"));
-    assert_eq!(calls[0].body, calls[2].body, "retries resend the same request");
+    assert_eq!(
+        calls[0].body, calls[2].body,
+        "retries resend the same request"
+    );
     let evs = events(&s, &id).await;
     assert_eq!(evs.iter().filter(|e| e["key"] == "stats").count(), 2);
     let usage = agent_usage(&s, &id).await;
@@ -844,10 +1052,15 @@ async fn anthropic_endpoint_tool_calls_retries_and_tokens() {
         ),
     ])
     .await;
-    let l = fast_retries(json!({"model": "anthropic/claude-3-5-haiku-20241022", "base_url": fake.base,
-        "api_key": "sk-ant-fake", "usage_id": "agent"}));
+    let l = fast_retries(
+        json!({"model": "anthropic/claude-3-5-haiku-20241022", "base_url": fake.base,
+        "api_key": "sk-ant-fake", "usage_id": "agent"}),
+    );
     let id = start(&s, l, json!({"initial_message": message("go", true)})).await;
-    assert_eq!(wait_status(&s, &id, &["finished", "error"]).await, "finished");
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error"]).await,
+        "finished"
+    );
     let calls = fake.calls();
     assert_eq!(calls.len(), 4);
     assert!(calls.iter().all(|c| c.path == "/v1/messages"));
@@ -862,7 +1075,10 @@ async fn anthropic_endpoint_tool_calls_retries_and_tokens() {
     let action = evs.iter().find(|e| e["kind"] == "ActionEvent").unwrap();
     assert_eq!(action["tool_call_id"], "toolu_0");
     assert_eq!(action["thought"][0]["text"], "Running it.");
-    let obs = evs.iter().find(|e| e["kind"] == "ObservationEvent").unwrap();
+    let obs = evs
+        .iter()
+        .find(|e| e["kind"] == "ObservationEvent")
+        .unwrap();
     assert_eq!(obs_text(obs), "via-anthropic");
     let usage = agent_usage(&s, &id).await;
     assert_eq!(usage["prompt_tokens"], 320);
@@ -906,5 +1122,10 @@ async fn title_and_ask_agent_use_the_llm_without_touching_the_log() {
     let calls = fake.calls();
     let ask = calls[1].body["messages"].as_array().unwrap();
     assert_eq!(ask.len(), 3);
-    assert!(ask[2]["content"][0]["text"].as_str().unwrap().contains("2+2?"));
+    assert!(
+        ask[2]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("2+2?")
+    );
 }

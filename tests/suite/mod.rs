@@ -5,5 +5,6 @@ mod bash;
 mod conversations;
 mod files;
 mod foundation;
+mod llm_captures;
 mod process;
 mod tools;
