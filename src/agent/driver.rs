@@ -23,6 +23,12 @@ pub trait StepHost: Send {
         usage_id: &str,
         response: &LlmResponse,
     ) -> impl Future<Output = ()> + Send;
+    /// Everything emitted so far must now be persisted and published. A host may batch what
+    /// `emit`/`llm_usage` hand it until this is called: the driver calls it before running any
+    /// tool, after each observation, and when the step ends.
+    fn flush(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The conversation settings a step reads.
@@ -50,11 +56,13 @@ pub enum StepEnd {
 /// Executes pending or just-created actions in order, one observation each.
 async fn execute<H: StepHost>(runtime: &ToolRuntime, actions: &[Value], host: &mut H) -> StepEnd {
     let mut finished = false;
+    host.flush().await;
     for a in actions {
         let observation = runtime
             .execute(a.get("action").unwrap_or(&Value::Null))
             .await;
         host.emit(events::observation_event(a, observation)).await;
+        host.flush().await;
         finished |= step::is_finish(a);
     }
     if finished {
@@ -66,6 +74,17 @@ async fn execute<H: StepHost>(runtime: &ToolRuntime, actions: &[Value], host: &m
 
 /// Runs one step: pending actions, else condensation, else one LLM call and its actions.
 pub async fn run_step<H: StepHost>(
+    agent: &Agent,
+    runtime: &ToolRuntime,
+    settings: &StepSettings,
+    host: &mut H,
+) -> StepEnd {
+    let end = step_body(agent, runtime, settings, host).await;
+    host.flush().await;
+    end
+}
+
+async fn step_body<H: StepHost>(
     agent: &Agent,
     runtime: &ToolRuntime,
     settings: &StepSettings,

@@ -44,6 +44,10 @@ pub struct Summary {
 
 pub type SharedSummary = Arc<Mutex<Summary>>;
 
+/// While a run is active, stats-only changes rewrite `base_state.json` at most this often (the
+/// `stats` events themselves are always persisted at once).
+const STATS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Text of the 409 for a second run (DEVIATIONS #1).
 pub const ALREADY_RUNNING: &str =
     "Conversation already running. Wait for completion or pause first.";
@@ -101,6 +105,12 @@ pub struct Conversation {
     staged: Vec<Staged>,
     /// `meta.json`/`base_state.json` must be rewritten at the next flush.
     state_dirty: bool,
+    /// Only the stats changed (LLM usage): `base_state.json` alone is rewritten, at most every
+    /// [`STATS_WRITE_INTERVAL`] while a run is active and at once otherwise (the run's end
+    /// always writes it), which keeps file creations off most agent steps.
+    stats_dirty: bool,
+    /// When `base_state.json` was last written.
+    last_state_write: std::time::Instant,
     shared: Arc<Shared>,
     summary: SharedSummary,
     /// Announce `InfoReason::Created` to watchers once started (new conversations only).
@@ -131,6 +141,8 @@ impl Conversation {
             core: None,
             staged: Vec::new(),
             state_dirty: false,
+            stats_dirty: false,
+            last_state_write: std::time::Instant::now(),
             shared,
             summary,
             announce_created,
@@ -145,10 +157,12 @@ impl Conversation {
 
     /// Stages a persisted event. State updates of persisted keys also rewrite the state files.
     fn append(&mut self, mut event: Event) {
-        if let Event::StateUpdate(u) = &event
-            && u.key != "full_state"
-        {
-            self.state_dirty = true;
+        if let Event::StateUpdate(u) = &event {
+            match u.key.as_str() {
+                "full_state" => {}
+                "stats" => self.stats_dirty = true,
+                _ => self.state_dirty = true,
+            }
         }
         match self.log.prepare(&mut event) {
             Ok(p) => self.staged.push(Staged::Event(p)),
@@ -196,7 +210,9 @@ impl Conversation {
     /// Writes the staged events (and the state files when dirty) on a blocking thread while
     /// the actor waits, then indexes and fans out in order.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.staged.is_empty() && !self.state_dirty {
+        let stats_due = self.stats_dirty
+            && (self.run.is_none() || self.last_state_write.elapsed() >= STATS_WRITE_INTERVAL);
+        if self.staged.is_empty() && !self.state_dirty && !stats_due {
             return;
         }
         let staged = std::mem::take(&mut self.staged);
@@ -208,16 +224,31 @@ impl Conversation {
             })
             .collect();
         let state_files = if std::mem::take(&mut self.state_dirty) {
-            self.state_file_bytes()
+            self.state_file_bytes().map(|(m, b)| (Some(m), b))
+        } else if stats_due {
+            match dir::base_state_bytes(&self.state) {
+                Ok(b) => Some((None, b)),
+                Err(e) => {
+                    log::error!(
+                        "conversation {}: cannot serialize state: {e}",
+                        self.state.id
+                    );
+                    None
+                }
+            }
         } else {
             None
         };
+        if state_files.is_some() {
+            self.stats_dirty = false;
+            self.last_state_write = std::time::Instant::now();
+        }
         let events_dir = self.log.dir().to_path_buf();
         let conv_dir = self.dir.clone();
         let id = self.state.id;
         let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             if let Some((meta, base)) = &state_files {
-                dir::write_state_files(&conv_dir, Some(meta), Some(base))?;
+                dir::write_state_files(&conv_dir, meta.as_deref(), Some(base))?;
             }
             event_log::write_batch(&events_dir, &batch)
         });
@@ -519,6 +550,26 @@ impl Conversation {
         })
     }
 
+    /// Accounts one LLM response in the stats and stages the `stats` state update.
+    fn record_usage(&mut self, m: RecordUsage) {
+        let entry = self
+            .state
+            .stats
+            .usage_to_metrics
+            .entry(m.usage_id)
+            .or_insert_with(|| crate::model::conversation::Metrics::new(&m.model));
+        let mut metrics = serde_json::to_value(&*entry)
+            .ok()
+            .and_then(|v| crate::llm::Metrics::from_json(&v))
+            .unwrap_or_else(|| crate::llm::Metrics::new(&m.model));
+        metrics.record(&m.response);
+        if let Ok(updated) = serde_json::from_value(metrics.full_json()) {
+            *entry = updated;
+        }
+        let value = self.state.stats.snapshot();
+        self.append(Event::state_update("stats", value));
+    }
+
     /// Adds the agent context's knowledge (triggered skills, user message suffix) to a user
     /// message (agent-behaviour §3.1.4) and records the newly activated skills.
     fn extend_user_message(&mut self, event: &mut Event) {
@@ -634,6 +685,15 @@ pub struct RecordUsage {
     pub usage_id: String,
     pub model: String,
     pub response: crate::llm::LlmResponse,
+}
+
+/// What one agent step produced since its last flush, persisted in one batch: the usage of an
+/// LLM response (its `stats` update goes first) and the events derived from it.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct AppendStepEvents {
+    pub usage: Option<RecordUsage>,
+    pub events: Vec<Event>,
 }
 
 /// Starts a run. `wait`: POST /run (409 if a run is active; the reply resolves when the run
@@ -779,22 +839,22 @@ impl Handler<GetHistoryJsonSince> for Conversation {
 impl Handler<RecordUsage> for Conversation {
     type Result = MessageResult<RecordUsage>;
     fn handle(&mut self, m: RecordUsage, ctx: &mut Context<Self>) -> Self::Result {
-        let entry = self
-            .state
-            .stats
-            .usage_to_metrics
-            .entry(m.usage_id)
-            .or_insert_with(|| crate::model::conversation::Metrics::new(&m.model));
-        let mut metrics = serde_json::to_value(&*entry)
-            .ok()
-            .and_then(|v| crate::llm::Metrics::from_json(&v))
-            .unwrap_or_else(|| crate::llm::Metrics::new(&m.model));
-        metrics.record(&m.response);
-        if let Ok(updated) = serde_json::from_value(metrics.full_json()) {
-            *entry = updated;
+        self.record_usage(m);
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<AppendStepEvents> for Conversation {
+    type Result = MessageResult<AppendStepEvents>;
+    fn handle(&mut self, m: AppendStepEvents, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(u) = m.usage {
+            self.record_usage(u);
         }
-        let value = self.state.stats.snapshot();
-        self.append(Event::state_update("stats", value));
+        for e in m.events {
+            self.append(e);
+        }
         let rx = self.ack();
         self.flush(ctx);
         MessageResult(rx)

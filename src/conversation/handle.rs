@@ -99,6 +99,31 @@ impl ConversationHandle {
         .await
     }
 
+    /// One batch of an agent step: the usage of an LLM response (`(usage_id, model, response)`,
+    /// its `stats` update first) and events given as JSON objects; persisted together.
+    pub async fn append_step_events(
+        &self,
+        usage: Option<(String, String, crate::llm::LlmResponse)>,
+        events: Vec<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        let events = events
+            .into_iter()
+            .map(serde_json::from_value::<Event>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::internal(format!("invalid event: {e}")))?;
+        let usage = usage.map(|(usage_id, model, response)| actor::RecordUsage {
+            usage_id,
+            model,
+            response,
+        });
+        acked(
+            self.addr
+                .send(actor::AppendStepEvents { usage, events })
+                .await,
+        )
+        .await
+    }
+
     /// Appends events given as JSON objects (API form, `kind` first); a value that is not an
     /// event is an error and nothing is appended.
     pub async fn append_json(&self, events: Vec<serde_json::Value>) -> Result<(), ApiError> {

@@ -179,16 +179,25 @@ pub struct StepOutput {
     pub outcome: StepOutcome,
 }
 
-/// The [`StepHost`] of a conversation: the log through the actor (incrementally), appends and
-/// usage as actor messages.
+/// The [`StepHost`] of a conversation: the log through the actor (incrementally); what the step
+/// emits is batched until the driver flushes (before tools run, after each observation, at the
+/// end of the step), so an LLM reply's `stats` update and its events are persisted together.
 struct Host {
     handle: ConversationHandle,
     core: Arc<AgentCore>,
     cache: EventCache,
+    /// The cache holds every event the actor has (nothing appended since the last fetch).
+    fresh: bool,
+    usage: Option<(String, String, LlmResponse)>,
+    pending: Vec<Value>,
 }
 
-impl StepHost for Host {
-    async fn events(&mut self) -> Vec<Value> {
+impl Host {
+    /// Fetches and parses the events appended since the last call.
+    async fn refresh(&mut self) {
+        if self.fresh {
+            return;
+        }
         match self
             .handle
             .history_json_since(self.cache.events.len())
@@ -200,26 +209,40 @@ impl StepHost for Host {
                     let v = serde_json::from_str(&json).unwrap_or(Value::Null);
                     self.cache.events.push(v);
                 }
+                self.fresh = true;
             }
             Err(e) => log::warn!("conversation {}: history: {e}", self.handle.id()),
         }
+    }
+}
+
+impl StepHost for Host {
+    async fn events(&mut self) -> Vec<Value> {
+        self.refresh().await;
         self.cache.events.clone()
     }
 
     async fn emit(&mut self, event: Value) {
-        if let Err(e) = self.handle.append_json(vec![event]).await {
-            log::warn!("conversation {}: append: {e}", self.handle.id());
-        }
+        self.pending.push(event);
     }
 
     async fn llm_usage(&mut self, usage_id: &str, response: &LlmResponse) {
+        if self.usage.is_some() {
+            self.flush().await;
+        }
         let model = self.core.model_of(usage_id);
-        if let Err(e) = self
-            .handle
-            .record_usage(usage_id.to_string(), model, response.clone())
-            .await
-        {
-            log::warn!("conversation {}: usage: {e}", self.handle.id());
+        self.usage = Some((usage_id.to_string(), model, response.clone()));
+    }
+
+    async fn flush(&mut self) {
+        if self.usage.is_none() && self.pending.is_empty() {
+            return;
+        }
+        let usage = self.usage.take();
+        let events = std::mem::take(&mut self.pending);
+        self.fresh = false;
+        if let Err(e) = self.handle.append_step_events(usage, events).await {
+            log::warn!("conversation {}: append: {e}", self.handle.id());
         }
     }
 }
@@ -277,8 +300,12 @@ pub fn drive_step(input: StepInput) -> LocalBoxFuture<'static, StepOutput> {
             handle,
             core: core.clone(),
             cache: std::mem::take(&mut session.cache),
+            fresh: false,
+            usage: None,
+            pending: Vec::new(),
         };
-        if state.stuck_detection && stuck::is_stuck(&host.events().await) {
+        host.refresh().await;
+        if state.stuck_detection && stuck::is_stuck(&host.cache.events) {
             session.cache = host.cache;
             return StepOutput {
                 session,
