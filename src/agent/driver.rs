@@ -3,6 +3,7 @@
 //! Status changes are left to the caller, from the returned [`StepEnd`].
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -12,8 +13,8 @@ use crate::tools::ToolRuntime;
 
 /// What a step needs from its conversation.
 pub trait StepHost: Send {
-    /// The current event log, in append order.
-    fn events(&mut self) -> impl Future<Output = Vec<Value>> + Send;
+    /// The current event log, in append order (shared: a host can keep it between steps).
+    fn events(&mut self) -> impl Future<Output = Arc<Vec<Value>>> + Send;
     /// Appends (and publishes) one event.
     fn emit(&mut self, event: Value) -> impl Future<Output = ()> + Send;
     /// A successful LLM response of the LLM registered under `usage_id`: account it and publish
@@ -157,8 +158,8 @@ mod tests {
     }
 
     impl StepHost for Log {
-        async fn events(&mut self) -> Vec<Value> {
-            self.events.clone()
+        async fn events(&mut self) -> Arc<Vec<Value>> {
+            Arc::new(self.events.clone())
         }
         async fn emit(&mut self, event: Value) {
             self.events.push(event);
@@ -399,8 +400,8 @@ mod conformance_fake {
     struct Log(Vec<Value>);
 
     impl StepHost for Log {
-        async fn events(&mut self) -> Vec<Value> {
-            self.0.clone()
+        async fn events(&mut self) -> Arc<Vec<Value>> {
+            Arc::new(self.0.clone())
         }
         async fn emit(&mut self, event: Value) {
             self.0.push(event);

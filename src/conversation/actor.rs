@@ -111,6 +111,10 @@ pub struct Conversation {
     stats_dirty: bool,
     /// When `base_state.json` was last written.
     last_state_write: std::time::Instant,
+    /// Event files written (visible to every reader) but not yet synced to disk; one sync at a
+    /// time runs behind the appends ([`Self::sync_behind`]), so no step waits for the disk.
+    unsynced: Vec<std::fs::File>,
+    syncing: bool,
     shared: Arc<Shared>,
     summary: SharedSummary,
     /// Announce `InfoReason::Created` to watchers once started (new conversations only).
@@ -143,6 +147,8 @@ impl Conversation {
             state_dirty: false,
             stats_dirty: false,
             last_state_write: std::time::Instant::now(),
+            unsynced: Vec::new(),
+            syncing: false,
             shared,
             summary,
             announce_created,
@@ -246,20 +252,47 @@ impl Conversation {
         let events_dir = self.log.dir().to_path_buf();
         let conv_dir = self.dir.clone();
         let id = self.state.id;
-        let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let write = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<std::fs::File>> {
             if let Some((meta, base)) = &state_files {
                 dir::write_state_files(&conv_dir, meta.as_deref(), Some(base))?;
             }
-            event_log::write_batch(&events_dir, &batch)
+            event_log::write_batch_visible(&events_dir, &batch)
         });
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(write).map(move |res, act, _ctx| {
+            actix::fut::wrap_future::<_, Self>(write).map(move |res, act, ctx| {
                 match res {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(files)) => act.sync_behind(files, ctx),
                     Ok(Err(e)) => log::error!("conversation {id}: writing to disk failed: {e}"),
                     Err(e) => log::error!("conversation {id}: disk writer failed: {e}"),
                 }
                 act.commit(staged);
+            }),
+        );
+    }
+
+    /// Makes written event files durable without holding anything up: one sync (the files,
+    /// then the events directory) at a time on the blocking pool; files written meanwhile go
+    /// into the next one.
+    fn sync_behind(&mut self, files: Vec<std::fs::File>, ctx: &mut Context<Self>) {
+        self.unsynced.extend(files);
+        if self.syncing || self.unsynced.is_empty() {
+            return;
+        }
+        self.syncing = true;
+        let files = std::mem::take(&mut self.unsynced);
+        let events_dir = self.log.dir().to_path_buf();
+        let id = self.state.id;
+        let sync =
+            tokio::task::spawn_blocking(move || crate::store::files::sync_later(&events_dir, &files));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(sync).map(move |res, act, ctx| {
+                act.syncing = false;
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => log::error!("conversation {id}: syncing events failed: {e}"),
+                    Err(e) => log::error!("conversation {id}: event sync failed: {e}"),
+                }
+                act.sync_behind(Vec::new(), ctx);
             }),
         );
     }
@@ -1149,11 +1182,19 @@ impl Handler<Shutdown> for Conversation {
         // the shell (and its jobs) dies with the conversation
         let core = self.core.take();
         self.session = None;
+        let unsynced = std::mem::take(&mut self.unsynced);
+        let events_dir = self.log.dir().to_path_buf();
         let work = async move {
             if let Some(core) = core {
                 core.runtime.close().await;
             }
             tokio::task::spawn_blocking(move || {
+                if !delete
+                    && !unsynced.is_empty()
+                    && let Err(e) = crate::store::files::sync_later(&events_dir, &unsynced)
+                {
+                    log::error!("conversation {id}: cannot sync its events at shutdown: {e}");
+                }
                 if delete {
                     remove_dir_best_effort(&dir);
                 } else if let Some((meta, base)) = files

@@ -134,7 +134,8 @@ impl AgentCore {
 /// appended since the previous one.
 #[derive(Default)]
 pub struct EventCache {
-    events: Vec<Value>,
+    /// Shared with the step driver while a step reads it; appended in place between steps.
+    events: Arc<Vec<Value>>,
 }
 
 /// Per-conversation state of the agent loop, owned by the actor, moved into each step and
@@ -204,10 +205,10 @@ impl Host {
             .await
         {
             Ok(new) => {
+                let events = Arc::make_mut(&mut self.cache.events);
                 for json in new {
                     // an event that does not parse still takes its place, so counts stay aligned
-                    let v = serde_json::from_str(&json).unwrap_or(Value::Null);
-                    self.cache.events.push(v);
+                    events.push(serde_json::from_str(&json).unwrap_or(Value::Null));
                 }
                 self.fresh = true;
             }
@@ -217,7 +218,7 @@ impl Host {
 }
 
 impl StepHost for Host {
-    async fn events(&mut self) -> Vec<Value> {
+    async fn events(&mut self) -> Arc<Vec<Value>> {
         self.refresh().await;
         self.cache.events.clone()
     }

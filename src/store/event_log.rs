@@ -373,6 +373,23 @@ pub fn write_batch(events_dir: &Path, batch: &[(String, Vec<u8>)]) -> io::Result
     files::sync_dir(events_dir)
 }
 
+/// Writes prepared events so every reader sees them (each file complete, by rename) without
+/// waiting for the disk; the returned files are made durable later with
+/// [`super::files::sync_later`] (the conversation does it behind its appends).
+pub fn write_batch_visible(
+    events_dir: &Path,
+    batch: &[(String, Vec<u8>)],
+) -> io::Result<Vec<fs::File>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    fs::create_dir_all(events_dir)?;
+    batch
+        .iter()
+        .map(|(name, bytes)| files::write_visible(events_dir, name, bytes))
+        .collect()
+}
+
 /// Like [`write_batch`] without fsync (test fixtures only).
 #[cfg(test)]
 fn write_batch_unsynced(events_dir: &Path, batch: &[(String, Vec<u8>)]) -> io::Result<()> {

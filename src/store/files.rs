@@ -27,6 +27,33 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Writes `bytes` to `dir/name` atomically for readers (temp file, then rename) without waiting
+/// for the disk; returns the open file so the caller can sync it later (see [`sync_later`]).
+pub fn write_visible(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<File> {
+    let tmp = dir.join(format!(
+        "{TEMP_PREFIX}{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        fs::rename(&tmp, dir.join(name))?;
+        Ok(f)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Makes files written with [`write_visible`] and their directory entries in `dir` durable.
+pub fn sync_later(dir: &Path, files: &[File]) -> io::Result<()> {
+    for f in files {
+        f.sync_all()?;
+    }
+    sync_dir(dir)
+}
+
 /// Makes the directory entries (creations, renames) of `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
