@@ -282,8 +282,9 @@ impl Conversation {
         let files = std::mem::take(&mut self.unsynced);
         let events_dir = self.log.dir().to_path_buf();
         let id = self.state.id;
-        let sync =
-            tokio::task::spawn_blocking(move || crate::store::files::sync_later(&events_dir, &files));
+        let sync = tokio::task::spawn_blocking(move || {
+            crate::store::files::sync_later(&events_dir, &files)
+        });
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(sync).map(move |res, act, ctx| {
                 act.syncing = false;

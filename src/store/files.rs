@@ -1,6 +1,7 @@
 //! Durable file writes: temp file in the same directory, fsync, rename over the target, fsync
 //! of the directory. A crash leaves either the old file or the new one (plus, at worst, a
-//! stray temp file that loaders ignore and remove).
+//! stray temp file that loaders ignore and remove). [`write_visible`] + [`sync_later`] split
+//! the same write in two: visible at once, durable when the caller syncs.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

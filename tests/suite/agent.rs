@@ -1129,3 +1129,54 @@ async fn title_and_ask_agent_use_the_llm_without_touching_the_log() {
             .contains("2+2?")
     );
 }
+
+#[tokio::test]
+async fn deviation_17_and_18_terminal_and_editor_quirks_are_not_reproduced() {
+    let s = TestServer::start();
+    let ws = workspace(&s);
+    let big: String = (0..2000)
+        .map(|i| format!("row {i} {}\n", "x".repeat(40)))
+        .collect();
+    std::fs::write(format!("{ws}/big.txt"), &big).unwrap();
+    let fake = FakeLlm::scripted(vec![
+        // the very first command of a fresh shell (the reference's tmux race)
+        chat_call(0, "terminal", json!({"command": "echo first", "security_risk": "LOW"})),
+        chat_call(1, "terminal", json!({"command": "echo a \\; echo b", "security_risk": "LOW"})),
+        chat_call(2, "terminal", json!({"command": format!("find {ws} -maxdepth 0 -exec echo found {{}} \\;"), "security_risk": "LOW"})),
+        chat_call(3, "terminal", json!({"command": "printf 'x\\ty\\n'; echo 'tab\there'", "security_risk": "LOW"})),
+        chat_call(4, "file_editor", json!({"command": "view", "path": format!("{ws}/big.txt"), "security_risk": "LOW"})),
+        chat_finish(5, "done"),
+    ])
+    .await;
+    let id = start(
+        &s,
+        llm(&fake.v1()),
+        json!({"initial_message": message("quirks", true)}),
+    )
+    .await;
+    assert_eq!(
+        wait_status(&s, &id, &["finished", "error"]).await,
+        "finished"
+    );
+    let evs = events(&s, &id).await;
+    let outs: Vec<String> = evs
+        .iter()
+        .filter(|e| e["kind"] == "ObservationEvent")
+        .map(obs_text)
+        .collect();
+    assert_eq!(outs[0], "first");
+    assert_eq!(outs[1], "a ; echo b");
+    assert_eq!(outs[2], format!("found {ws}"));
+    assert_eq!(outs[3], "x\ty\ntab\there");
+    // the clipped view keeps the file's real line numbers after the cut (DEVIATIONS #18)
+    let view = &outs[4];
+    let after_cut = view
+        .lines()
+        .rev()
+        .find(|l| l.contains("row 1990 "))
+        .unwrap();
+    assert!(
+        after_cut.trim_start().starts_with("1991\trow 1990 "),
+        "{after_cut}"
+    );
+}
