@@ -12,6 +12,8 @@
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
+//! - [`openapi`]: the OpenAPI document (route table + route docs + the model's own schemas)
+//!   served at `/openapi.json`, and the offline `/docs` page.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
@@ -40,6 +42,7 @@ pub mod http;
 pub mod llm;
 pub mod logging;
 pub mod model;
+pub mod openapi;
 pub mod routes;
 pub mod sidecar;
 pub mod state;
@@ -82,6 +85,8 @@ impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
+        // the OpenAPI document is built once, here, rather than on the first request
+        std::sync::LazyLock::force(&openapi::DOCUMENT);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());

@@ -11,6 +11,7 @@ use crate::conversation::{ConversationHandle, RegistryHandle, seam};
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs, path_uuid};
 use crate::loc;
+use crate::model::api::{AskAgentResponse, GenerateTitleResponse, Success};
 use crate::model::{Event, ExecutionStatus, requests};
 use crate::webhooks::WebhookHub;
 
@@ -86,7 +87,7 @@ pub fn page_json<S: AsRef<str>>(items: &[S], next: Option<&str>) -> String {
 }
 
 fn success(ok: bool) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "success": ok }))
+    HttpResponse::Ok().json(Success { success: ok })
 }
 
 fn status_query(c: &mut Checker, q: &QueryPairs) -> Option<ExecutionStatus> {
@@ -335,7 +336,7 @@ async fn generate_title(
         Some(t) if !t.trim().is_empty() => truncate_title(&t, max_length),
         _ => truncate_title(&text, max_length),
     };
-    Ok(HttpResponse::Ok().json(json!({ "title": title })))
+    Ok(HttpResponse::Ok().json(GenerateTitleResponse { title }))
 }
 
 async fn ask_agent(
@@ -352,7 +353,7 @@ async fn ask_agent(
     let response = seam::ask_agent(&state, &history, &question)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "response": response })))
+    Ok(HttpResponse::Ok().json(AskAgentResponse { response }))
 }
 
 #[cfg(test)]
