@@ -170,12 +170,25 @@ pub fn operation_id(summary: &str, template: &str, method: &str) -> String {
     format!("{cleaned}_{}", method.to_ascii_lowercase())
 }
 
-fn error_detail() -> Value {
-    json!({
-        "type": "object",
-        "properties": {"detail": {"type": "string"}},
-        "required": ["detail"],
-    })
+/// The body of an error answer: `{"detail": str}`, and for 5xx the exception text too.
+fn error_detail(status: u16) -> Value {
+    if status >= 500 {
+        json!({
+            "type": "object",
+            "properties": {
+                "detail": {"const": "Internal Server Error"},
+                "exception": {"type": "string"},
+                "traceback": {"type": "string", "description": "Only when the server runs with `debug`."},
+            },
+            "required": ["detail", "exception"],
+        })
+    } else {
+        json!({
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        })
+    }
 }
 
 fn operation(g: &mut SchemaGenerator, op: &Operation, template: &str, path: &[String]) -> Value {
@@ -226,7 +239,9 @@ fn operation(g: &mut SchemaGenerator, op: &Operation, template: &str, path: &[St
         let mut resp = Map::new();
         resp.insert("description".into(), r.description.into());
         let content = match &r.content {
-            Content::Detail => Some(json!({"application/json": {"schema": error_detail()}})),
+            Content::Detail => {
+                Some(json!({"application/json": {"schema": error_detail(r.status)}}))
+            }
             Content::Json(schema) => Some(json!({"application/json": {"schema": schema(g)}})),
             Content::Media(mime) => Some(json!({ *mime: {} })),
             Content::Empty => None,

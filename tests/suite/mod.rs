@@ -5,6 +5,7 @@ mod compat;
 mod conversations;
 mod files;
 mod foundation;
+mod openapi;
 mod process;
 mod sockets;
 mod tools;
