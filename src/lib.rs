@@ -91,12 +91,13 @@ impl Services {
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
         let webhooks = webhooks::WebhookHub::start(&config);
-        let conversations = conversation::RegistryHandle::start(
+        let conversations = conversation::RegistryHandle::start_limited(
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
             Vec::new(),
             webhooks.observer(),
+            conversation::Limits::from_config(&config),
         )
         .await;
         let vscode = web::Data::new(VscodeHandle::start(&config));
@@ -163,11 +164,44 @@ pub fn build_app(
         .wrap(from_fn(http::gate))
 }
 
-/// Starts the HTTP server on `listener` with `services`; returns the running server.
+/// Seconds the HTTP workers give open connections (idle keep-alives, slow clients) once shutdown
+/// has started; with the services stopping meanwhile, the process exits well within 10 s.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
+
+/// Starts the HTTP server on `listener` with `services`; returns the running server. It does not
+/// handle signals itself: [`serve_until_signal`] does, or the caller stops it through its handle.
 pub fn start_server(services: Services, listener: TcpListener) -> std::io::Result<Server> {
     let server = HttpServer::new(move || build_app(services.clone()))
         .listen(listener)?
-        .shutdown_timeout(10)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .disable_signals()
         .run();
     Ok(server)
+}
+
+/// Runs `server` until SIGTERM or SIGINT, then shuts down in the designed order: the HTTP server
+/// stops accepting while the services stop (sockets closed, agent loops stopped, commands killed,
+/// events flushed), so in-flight requests and sockets end promptly instead of holding the
+/// workers until their timeout. Returns the server's own result.
+pub async fn serve_until_signal(services: Services, server: Server) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handle = server.handle();
+    let mut running = actix_rt::spawn(server);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let finished = tokio::select! {
+        res = &mut running => Some(res),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    if let Some(res) = finished {
+        // the server stopped by itself (an error): stop the services all the same
+        services.shutdown().await;
+        return res.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    }
+    log::info!("shutting down: closing sockets, stopping conversations and commands");
+    futures_util::future::join(services.shutdown(), handle.stop(true)).await;
+    running
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }

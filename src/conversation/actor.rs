@@ -644,7 +644,8 @@ pub struct GetEvents(pub Vec<String>);
 
 /// Registers a subscriber: sends it the `full_state` snapshot then, with `resend_all`, every
 /// stored event in search order (one [`EventBatch`]), then adds it to the fan-out list, all in
-/// this one handler so no event is missed or duplicated.
+/// this one handler so no event is missed or duplicated. Not capped (webhooks); clients use
+/// [`SubscribeClient`].
 #[derive(Message)]
 #[rtype(result = "SubscriptionId")]
 pub struct Subscribe {
@@ -652,6 +653,12 @@ pub struct Subscribe {
     pub disconnect: Option<Recipient<Disconnect>>,
     pub resend_all: bool,
 }
+
+/// [`Subscribe`] for a client (a socket): refused with 429, nothing sent, when the conversation
+/// has `max_subscribers` subscribers already (webhooks included).
+#[derive(Message)]
+#[rtype(result = "Result<SubscriptionId, ApiError>")]
+pub struct SubscribeClient(pub Subscribe);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -934,6 +941,24 @@ impl Handler<Subscribe> for Conversation {
             disconnect: m.disconnect,
         });
         id
+    }
+}
+
+impl Handler<SubscribeClient> for Conversation {
+    type Result = Result<SubscriptionId, ApiError>;
+    fn handle(
+        &mut self,
+        SubscribeClient(m): SubscribeClient,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let max = self.shared.limits.max_subscribers;
+        if self.subscribers.len() >= max {
+            return Err(ApiError::client(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many subscribers to this conversation (limit {max})"),
+            ));
+        }
+        Ok(<Self as Handler<Subscribe>>::handle(self, m, ctx))
     }
 }
 

@@ -78,10 +78,14 @@ fn spawn_conversation(
 ) -> (ConversationHandle, SharedSummary) {
     let id = record.state.id;
     let dir = dir::conversation_dir(root, &id);
+    let max_event_bytes = shared.limits.max_event_bytes;
     let conv = Conversation::new(record, dir, shared, created);
     let summary = conv.summary();
     let addr = Conversation::start_in_arbiter(&pool.pick(), move |_| conv);
-    (ConversationHandle::new(id, addr), summary)
+    (
+        ConversationHandle::new(id, addr).with_max_event_bytes(max_event_bytes),
+        summary,
+    )
 }
 
 /// Reads every conversation directory under `root` (blocking I/O on the blocking pool, a few
@@ -288,6 +292,13 @@ impl Handler<Create> for ConversationRegistry {
                     Err(_) => Err(ApiError::internal("conversation creation was abandoned")),
                 }
             }));
+        }
+        let max = self.shared.limits.max_conversations;
+        if self.entries.len() + self.creating.len() >= max {
+            return Box::pin(actix::fut::ready(Err(ApiError::client(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many conversations (limit {max}); delete one first"),
+            ))));
         }
         if let Err(e) = seam::check_tools(&req.agent) {
             return Box::pin(actix::fut::ready(Err(ApiError::internal(e))));

@@ -9,6 +9,8 @@ pub mod api;
 pub mod conversation;
 pub mod events;
 pub mod message;
+#[cfg(test)]
+mod proptests;
 pub mod requests;
 pub mod secret;
 pub mod wire;

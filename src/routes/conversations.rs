@@ -304,10 +304,19 @@ fn truncate_title(s: &str, max_length: usize) -> String {
 async fn generate_title(
     reg: web::Data<RegistryHandle>,
     path: web::Path<String>,
-    body: Option<JsonBody>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path, "conversation_id")?;
-    let body = body.map(|b| b.0).unwrap_or_else(|| json!({}));
+    // every field is optional, so is the body; a broken or oversized one is still refused
+    let body = match body {
+        Ok(JsonBody(b)) => b,
+        Err(ApiError::Validation(items))
+            if items.len() == 1 && items[0].kind == "missing" && items[0].loc == loc!["body"] =>
+        {
+            json!({})
+        }
+        Err(e) => return Err(e),
+    };
     let (max_length, llm) = requests::generate_title(&body)?;
     let h = reg.get(id).await?.ok_or_else(unknown_500)?;
     let history = h.history().await?;

@@ -69,8 +69,18 @@ async fn static_file(
     if rel.is_empty() || rel.split('/').any(|s| s == "..") {
         return Err(ApiError::not_found());
     }
-    let full = dir.join(&rel);
-    let file = actix_files::NamedFile::open_async(&full)
+    // As Starlette's StaticFiles (symlinks not followed out): the real path must stay inside
+    // the real directory, so a symlink pointing elsewhere is not served.
+    let (dir, full) = (dir.to_path_buf(), dir.join(&rel));
+    let real = web::block(move || {
+        let real = full.canonicalize().ok()?;
+        real.starts_with(dir.canonicalize().ok()?).then_some(real)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(ApiError::not_found)?;
+    let file = actix_files::NamedFile::open_async(&real)
         .await
         .map_err(|_| ApiError::not_found())?;
     if file.metadata().is_dir() {

@@ -202,7 +202,9 @@ fn changes_in_repo(dir: &Path) -> Result<Vec<GitChange>, String> {
         if !entry.status().contains(Status::WT_NEW) {
             continue;
         }
-        let Some(p) = entry.path() else { continue };
+        // a name that is not UTF-8 is listed with replacement characters, not dropped
+        let p = String::from_utf8_lossy(entry.path_bytes());
+        let p = p.as_ref();
         let rel = if sub.as_os_str().is_empty() {
             Some(p.to_string())
         } else {

@@ -15,8 +15,10 @@ use serde_json::Value;
 
 use super::outbound::{OutboundQueue, SharedQueue, Transport};
 use crate::conversation::{
-    ConversationHandle, Disconnect, EventBatch, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, SubscriptionId,
+    ConversationHandle, Disconnect, EventBatch, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE,
+    SubscriptionId, TOO_MANY_SUBSCRIBERS_CODE,
 };
+use crate::error::ApiError;
 use crate::model::requests;
 
 /// How often the server pings the client.
@@ -183,6 +185,12 @@ impl Actor for EventSession {
         };
         ctx.spawn(subscribe.into_actor(self).map(|res, act, ctx| match res {
             Ok(id) => act.subscription = Some(id),
+            // the conversation has `max_subscribers` already
+            Err(ApiError::Client { status, detail })
+                if status == actix_web::http::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                act.close(ctx, TOO_MANY_SUBSCRIBERS_CODE, &detail, false)
+            }
             // deleted between the lookup and the subscription
             Err(_) => act.close(ctx, NOT_FOUND_CODE, "Conversation not found", false),
         }));
@@ -243,8 +251,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for EventSession {
             Ok(m) => m,
             Err(e) => {
                 log::info!("event socket: protocol error: {e}");
-                self.closing = true;
-                ctx.stop();
+                // a frame over the size limit is 1009 (message too big), anything else 1002
+                let code = match e {
+                    ws::ProtocolError::Overflow => 1009,
+                    _ => 1002,
+                };
+                self.close(ctx, code, &e.to_string(), false);
                 return;
             }
         };

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod proc;
+pub mod raw;
+pub mod routes;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::mpsc;

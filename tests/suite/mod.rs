@@ -1,12 +1,16 @@
 //! Integration tests, one module per area.
 
+mod auth;
 mod bash;
 mod compat;
 mod conversations;
 mod files;
 mod foundation;
+mod hostile;
+mod limits;
 mod openapi;
 mod process;
+mod shutdown;
 mod sockets;
 mod tools;
 mod webhooks;
