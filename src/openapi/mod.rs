@@ -266,8 +266,9 @@ fn variant_kind(schema: &Value) -> Option<&str> {
     schema.pointer("/properties/kind/const")?.as_str()
 }
 
-/// Moves the inline variants of `kind`-tagged unions into components named after their kind
-/// (as the reference names them) and adds the discriminator. Returns the new components.
+/// Moves the inline variants of `kind`-tagged unions (schemars writes the variants of a
+/// `#[serde(tag = "kind")]` enum in place) into components named after their kind, as the
+/// reference names them, and adds the discriminator. New components are collected in `new`.
 fn hoist_in(v: &mut Value, components: &Map<String, Value>, new: &mut Map<String, Value>) {
     match v {
         Value::Object(obj) => {
