@@ -66,6 +66,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Cap on background bash commands running at the same time.
     pub max_concurrent_bash_commands: usize,
+    /// Cap on conversations loaded at once; starting one more is refused (429) until one is
+    /// deleted. Conversations restored at start-up are all loaded, even past the cap.
+    pub max_conversations: usize,
+    /// Cap on live subscribers (event sockets) of one conversation; one more is refused.
+    pub max_subscribers_per_conversation: usize,
+    /// Largest user message accepted, in bytes of its content's JSON (413 past it). Bounds what
+    /// one client event costs in every subscriber's queue and in the event log.
+    pub max_event_bytes: usize,
     /// Set from the `DEBUG` variable: adds a traceback to 500 bodies and lowers the log level.
     pub debug: bool,
 }
@@ -85,6 +93,9 @@ impl Default for Config {
             secret_key: None,
             max_body_bytes: 64 * 1024 * 1024,
             max_concurrent_bash_commands: 256,
+            max_conversations: 10_000,
+            max_subscribers_per_conversation: 256,
+            max_event_bytes: 16 * 1024 * 1024,
             debug: false,
         }
     }
@@ -148,10 +159,21 @@ impl Config {
                 )));
             }
         }
-        if self.max_concurrent_bash_commands == 0 {
-            return Err(ConfigError(
-                "OH_MAX_CONCURRENT_BASH_COMMANDS: must be >= 1".into(),
-            ));
+        for (var, value) in [
+            (
+                "OH_MAX_CONCURRENT_BASH_COMMANDS",
+                self.max_concurrent_bash_commands,
+            ),
+            ("OH_MAX_CONVERSATIONS", self.max_conversations),
+            (
+                "OH_MAX_SUBSCRIBERS_PER_CONVERSATION",
+                self.max_subscribers_per_conversation,
+            ),
+            ("OH_MAX_EVENT_BYTES", self.max_event_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{var}: must be >= 1")));
+            }
         }
         Ok(())
     }
@@ -182,6 +204,9 @@ const FIELDS: &[(&str, FieldKind)] = &[
     ("secret_key", FieldKind::OptStr),
     ("max_body_bytes", FieldKind::Int),
     ("max_concurrent_bash_commands", FieldKind::Int),
+    ("max_conversations", FieldKind::Int),
+    ("max_subscribers_per_conversation", FieldKind::Int),
+    ("max_event_bytes", FieldKind::Int),
 ];
 
 /// Variable names of every setting, for `.env.example` checks and documentation.
@@ -199,6 +224,9 @@ pub const ENV_VARIABLES: &[&str] = &[
     "OH_SECRET_KEY",
     "OH_MAX_BODY_BYTES",
     "OH_MAX_CONCURRENT_BASH_COMMANDS",
+    "OH_MAX_CONVERSATIONS",
+    "OH_MAX_SUBSCRIBERS_PER_CONVERSATION",
+    "OH_MAX_EVENT_BYTES",
     "SESSION_API_KEY",
     "DEBUG",
     "LOG_LEVEL",
@@ -507,5 +535,39 @@ mod tests {
         assert!(e.to_string().contains("OH_VSCODE_PORT"));
         let e = Config::load_from(None, &env(&[("OH_VSCODE_PORT", "abc")])).unwrap_err();
         assert!(e.to_string().contains("OH_VSCODE_PORT"));
+    }
+
+    #[test]
+    fn resource_caps_are_read_and_must_be_positive() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("OH_MAX_CONVERSATIONS", "3"),
+                ("OH_MAX_SUBSCRIBERS_PER_CONVERSATION", "4"),
+                ("OH_MAX_EVENT_BYTES", "1_000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_conversations,
+                c.max_subscribers_per_conversation,
+                c.max_event_bytes
+            ),
+            (3, 4, 1000)
+        );
+        for var in [
+            "OH_MAX_CONVERSATIONS",
+            "OH_MAX_SUBSCRIBERS_PER_CONVERSATION",
+            "OH_MAX_EVENT_BYTES",
+        ] {
+            let e = Config::load_from(None, &env(&[(var, "0")])).unwrap_err();
+            assert!(e.to_string().contains(var), "{e}");
+            let e = Config::load_from(None, &env(&[(var, "-1")])).unwrap_err();
+            assert!(
+                e.to_string().contains("invalid") || e.to_string().contains(var),
+                "{e}"
+            );
+        }
     }
 }

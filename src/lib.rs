@@ -12,6 +12,8 @@
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
+//! - [`openapi`]: the OpenAPI document (route table + route docs + the model's own schemas)
+//!   served at `/openapi.json`, and the offline `/docs` page.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
@@ -24,7 +26,9 @@
 //!   confirmation, stuck detection, condensation, title / ask-agent) and a one-step driver.
 //! - [`bash`]: background shell commands: the `BashSupervisor` (event log, fan-out) and one
 //!   `BashCommandActor` per command (PTY, process group), behind [`bash::BashHandle`].
-//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`).
+//! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`) and their bounded
+//!   outbound queue.
+//! - [`webhooks`]: outgoing event and conversation webhooks, subscribed to conversations.
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -38,11 +42,13 @@ pub mod http;
 pub mod llm;
 pub mod logging;
 pub mod model;
+pub mod openapi;
 pub mod routes;
 pub mod sidecar;
 pub mod state;
 pub mod store;
 pub mod tools;
+pub mod webhooks;
 pub mod workspace;
 pub mod ws;
 
@@ -71,20 +77,27 @@ pub struct Services {
     pub desktop: web::Data<DesktopHandle>,
     /// The bash service (background commands and their events).
     pub bash: web::Data<bash::BashHandle>,
+    /// Outgoing webhooks (inert when none is configured).
+    pub webhooks: web::Data<webhooks::WebhookHub>,
 }
 
 impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
+        // the OpenAPI document is built once, here, rather than on the first request
+        std::sync::LazyLock::force(&openapi::DOCUMENT);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
-        let conversations = conversation::RegistryHandle::start(
+        let webhooks = webhooks::WebhookHub::start(&config);
+        let conversations = conversation::RegistryHandle::start_limited(
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
             Vec::new(),
+            webhooks.observer(),
+            conversation::Limits::from_config(&config),
         )
         .await;
         let vscode = web::Data::new(VscodeHandle::start(&config));
@@ -101,6 +114,7 @@ impl Services {
             vscode,
             desktop,
             bash: web::Data::new(bash),
+            webhooks: web::Data::new(webhooks),
         })
     }
 
@@ -111,6 +125,12 @@ impl Services {
         self.desktop.shutdown().await;
         // Commands: kill every process group, reap, record the last events.
         self.bash.shutdown().await;
+        // conversations close their sockets and webhooks (Disconnect 1001); webhooks then
+        // post what they still hold
+        self.conversations.shutdown().await;
+        self.webhooks.shutdown().await;
+        self.vscode.shutdown().await;
+        self.desktop.shutdown().await;
     }
 }
 
@@ -133,6 +153,7 @@ pub fn build_app(
         .app_data(services.vscode.clone())
         .app_data(services.desktop.clone())
         .app_data(services.bash.clone())
+        .app_data(services.webhooks.clone())
         .app_data(web::PayloadConfig::new(services.config.max_body_bytes))
         .app_data(http::extractor_errors::json_config(
             services.config.max_body_bytes,
@@ -143,11 +164,44 @@ pub fn build_app(
         .wrap(from_fn(http::gate))
 }
 
-/// Starts the HTTP server on `listener` with `services`; returns the running server.
+/// Seconds the HTTP workers give open connections (idle keep-alives, slow clients) once shutdown
+/// has started; with the services stopping meanwhile, the process exits well within 10 s.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
+
+/// Starts the HTTP server on `listener` with `services`; returns the running server. It does not
+/// handle signals itself: [`serve_until_signal`] does, or the caller stops it through its handle.
 pub fn start_server(services: Services, listener: TcpListener) -> std::io::Result<Server> {
     let server = HttpServer::new(move || build_app(services.clone()))
         .listen(listener)?
-        .shutdown_timeout(10)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .disable_signals()
         .run();
     Ok(server)
+}
+
+/// Runs `server` until SIGTERM or SIGINT, then shuts down in the designed order: the HTTP server
+/// stops accepting while the services stop (sockets closed, agent loops stopped, commands killed,
+/// events flushed), so in-flight requests and sockets end promptly instead of holding the
+/// workers until their timeout. Returns the server's own result.
+pub async fn serve_until_signal(services: Services, server: Server) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handle = server.handle();
+    let mut running = actix_rt::spawn(server);
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let finished = tokio::select! {
+        res = &mut running => Some(res),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    if let Some(res) = finished {
+        // the server stopped by itself (an error): stop the services all the same
+        services.shutdown().await;
+        return res.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    }
+    log::info!("shutting down: closing sockets, stopping conversations and commands");
+    futures_util::future::join(services.shutdown(), handle.stop(true)).await;
+    running
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }

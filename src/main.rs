@@ -70,9 +70,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let result = server.await;
-    services.shutdown().await;
-    match result {
+    match agent_server::serve_until_signal(services, server).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent-server: {e}");

@@ -11,6 +11,8 @@
 pub mod chunker;
 pub mod command;
 pub mod model;
+#[cfg(test)]
+mod proptests;
 pub mod store;
 pub mod supervisor;
 

@@ -3,6 +3,7 @@
 //! the validation of an `ExecuteBashRequest` body (EVENTS.md §5, PERSISTENCE.md §7).
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Timelike, Utc};
+use schemars::JsonSchema;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -39,12 +40,17 @@ impl EventKind {
 }
 
 /// The body of `start_bash_command` / `execute_bash_command` and of a bash-socket frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 pub struct ExecuteBashRequest {
     pub command: String,
     pub cwd: Option<String>,
     /// Seconds the command may run before its process group is killed.
+    #[schemars(default = "default_timeout")]
     pub timeout: i64,
+}
+
+fn default_timeout() -> i64 {
+    DEFAULT_TIMEOUT
 }
 
 impl ExecuteBashRequest {
@@ -79,11 +85,14 @@ impl ExecuteBashRequest {
 }
 
 /// A command as recorded in the bash event log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(transform = crate::openapi::KindTag("BashCommand"))]
 pub struct BashCommand {
     pub command: String,
     pub cwd: Option<String>,
     pub timeout: i64,
+    /// 32 hex digits.
+    #[schemars(with = "String")]
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
 }
@@ -102,10 +111,15 @@ impl BashCommand {
 }
 
 /// One piece of a command's output; the last one carries `exit_code`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(transform = crate::openapi::KindTag("BashOutput"))]
 pub struct BashOutput {
+    /// 32 hex digits.
+    #[schemars(with = "String")]
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
+    /// The `id` of the BashCommand, 32 hex digits.
+    #[schemars(with = "String")]
     pub command_id: Uuid,
     /// 0, 1, 2, … across both streams of one command.
     pub order: i64,
@@ -288,36 +302,12 @@ pub fn spawn_error_text(errno: Option<i32>, detail: &str, path: Option<&str>) ->
         None => detail.to_string(),
     };
     match path {
-        Some(p) => format!("Error executing command: {core}: {}", python_repr(p)),
+        Some(p) => format!(
+            "Error executing command: {core}: {}",
+            crate::llm::pyjson::repr_str(p)
+        ),
         None => format!("Error executing command: {core}"),
     }
-}
-
-/// Python's `repr` of a string, enough for file names: single quotes unless the text holds a
-/// single quote and no double quote.
-fn python_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// Parses a query datetime as pydantic does (`2026-11-28T13:08:20.5+01:00`, a space or `T`,
@@ -493,6 +483,6 @@ mod tests {
             spawn_error_text(Some(2), "", Some("/nonexistent/dir")),
             "Error executing command: [Errno 2] No such file or directory: '/nonexistent/dir'"
         );
-        assert_eq!(python_repr("it's"), "\"it's\"");
+        assert_eq!(crate::llm::pyjson::repr_str("it's"), "\"it's\"");
     }
 }

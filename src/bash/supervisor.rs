@@ -248,12 +248,14 @@ pub struct Unsubscribe(pub u64);
 pub struct Shutdown;
 
 /// What a subscriber receives: an event's compact JSON, or notice that it was dropped for
-/// falling behind (the session then closes with 1013).
+/// falling behind (the session then closes with 1013) or because the service is shutting down
+/// (after the commands' last events; the session then closes with 1001).
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub enum BashFeed {
     Event(ByteString),
     Lagged,
+    ShuttingDown,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,7 +397,9 @@ impl Handler<Shutdown> for BashSupervisor {
             }
         };
         Box::pin(wait.into_actor(self).map(|(), act, ctx| {
-            act.subscribers.clear();
+            for (_, s) in act.subscribers.drain() {
+                s.do_send(BashFeed::ShuttingDown);
+            }
             ctx.stop();
         }))
     }
@@ -485,7 +489,7 @@ mod tests {
             .iter()
             .filter_map(|m| match m {
                 BashFeed::Event(b) => Some(b.to_string()),
-                BashFeed::Lagged => None,
+                BashFeed::Lagged | BashFeed::ShuttingDown => None,
             })
             .collect();
         // The frames it did get are the first ones, in order; then the notice, nothing after.

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::seam::{self, AgentCore, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
-    ConversationHandle, ConversationNotice, Disconnect, EventBatch, InfoReason,
-    SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+    ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoReason,
+    SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
@@ -806,7 +806,8 @@ pub struct GetEvents(pub Vec<String>);
 
 /// Registers a subscriber: sends it the `full_state` snapshot then, with `resend_all`, every
 /// stored event in search order (one [`EventBatch`]), then adds it to the fan-out list, all in
-/// this one handler so no event is missed or duplicated.
+/// this one handler so no event is missed or duplicated. Not capped (webhooks); clients use
+/// [`SubscribeClient`].
 #[derive(Message)]
 #[rtype(result = "SubscriptionId")]
 pub struct Subscribe {
@@ -815,12 +816,19 @@ pub struct Subscribe {
     pub resend_all: bool,
 }
 
+/// [`Subscribe`] for a client (a socket): refused with 429, nothing sent, when the conversation
+/// has `max_subscribers` subscribers already (webhooks included).
+#[derive(Message)]
+#[rtype(result = "Result<SubscriptionId, ApiError>")]
+pub struct SubscribeClient(pub Subscribe);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe(pub SubscriptionId);
 
 /// Stops the conversation: pending writes done, state files written; with `delete` the
-/// directory is removed. Subscribers are dropped (not closed, as the reference).
+/// directory is removed. Live subscribers get `Disconnect` 1000 (delete) or 1001 (shutdown)
+/// and are dropped (the reference leaves sockets open; we close them cleanly).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown {
@@ -1145,6 +1153,24 @@ impl Handler<Subscribe> for Conversation {
     }
 }
 
+impl Handler<SubscribeClient> for Conversation {
+    type Result = Result<SubscriptionId, ApiError>;
+    fn handle(
+        &mut self,
+        SubscribeClient(m): SubscribeClient,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let max = self.shared.limits.max_subscribers;
+        if self.subscribers.len() >= max {
+            return Err(ApiError::client(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many subscribers to this conversation (limit {max})"),
+            ));
+        }
+        Ok(<Self as Handler<Subscribe>>::handle(self, m, ctx))
+    }
+}
+
 impl Handler<Unsubscribe> for Conversation {
     type Result = ();
     fn handle(&mut self, Unsubscribe(id): Unsubscribe, _: &mut Context<Self>) {
@@ -1169,9 +1195,22 @@ impl Handler<Shutdown> for Conversation {
                 let _ = p.send(());
             }
         }
-        self.subscribers.clear();
         let staged = std::mem::take(&mut self.staged);
         self.commit(staged);
+        // live subscribers are told why they are dropped: sockets close, webhooks flush
+        let (code, reason) = if m.delete {
+            (DELETED_CODE, "Conversation deleted")
+        } else {
+            (SHUTDOWN_CODE, "Server shutting down")
+        };
+        for s in self.subscribers.drain(..) {
+            if let Some(d) = s.disconnect {
+                d.do_send(Disconnect {
+                    code,
+                    reason: reason.into(),
+                });
+            }
+        }
         let files = if m.delete {
             None
         } else {

@@ -11,7 +11,10 @@ use uuid::Uuid;
 use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
-use super::{ConversationNotice, Disconnect, EventBatch, Shared, SubscriptionId};
+use super::{
+    ConversationNotice, ConversationObserver, Disconnect, EventBatch, Limits, Shared,
+    SubscriptionId,
+};
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
 use crate::model::{
@@ -32,16 +35,58 @@ async fn acked(
     rx?.await.map_err(|_| gone())
 }
 
+/// Counts the bytes written to it (sizes of JSON without building it).
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses a user message whose content's JSON is larger than `limit` bytes (413).
+pub fn check_message_size(msg: &SendMessageRequest, limit: usize) -> Result<(), ApiError> {
+    let mut counter = ByteCounter(0);
+    let size = match serde_json::to_writer(&mut counter, &msg.content) {
+        Ok(()) => counter.0,
+        Err(e) => return Err(ApiError::internal(format!("message not serializable: {e}"))),
+    };
+    if size > limit {
+        return Err(ApiError::client(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Message too large: {size} bytes (limit {limit})"),
+        ));
+    }
+    Ok(())
+}
+
 /// A handle to one conversation actor.
 #[derive(Clone, Debug)]
 pub struct ConversationHandle {
     id: Uuid,
     addr: Addr<Conversation>,
+    /// Cap on the user messages sent through this handle (see [`check_message_size`]).
+    max_event_bytes: usize,
 }
 
 impl ConversationHandle {
+    /// A handle without a message size cap (the agent loop's own handle).
     pub fn new(id: Uuid, addr: Addr<Conversation>) -> Self {
-        ConversationHandle { id, addr }
+        ConversationHandle {
+            id,
+            addr,
+            max_event_bytes: usize::MAX,
+        }
+    }
+
+    /// The same handle, refusing user messages larger than `max_event_bytes` (client handles).
+    pub fn with_max_event_bytes(mut self, max_event_bytes: usize) -> Self {
+        self.max_event_bytes = max_event_bytes;
+        self
     }
 
     pub fn id(&self) -> Uuid {
@@ -159,8 +204,10 @@ impl ConversationHandle {
         .await
     }
 
-    /// Appends a user message; `msg.run` starts the loop in the background.
+    /// Appends a user message; `msg.run` starts the loop in the background. A message larger
+    /// than the handle's cap is refused with 413 and nothing is appended.
     pub async fn send_message(&self, msg: SendMessageRequest) -> Result<(), ApiError> {
+        check_message_size(&msg, self.max_event_bytes)?;
         acked(self.addr.send(actor::SendMessage(msg)).await).await
     }
 
@@ -231,21 +278,22 @@ impl ConversationHandle {
     }
 
     /// Subscribes `frames` (and `disconnect`) to this conversation: first batch = `full_state`
-    /// (+ backlog with `resend_all`), then one batch per live event. See actors.md.
+    /// (+ backlog with `resend_all`), then one batch per live event. See actors.md. With
+    /// `max_subscribers` live subscribers already, nothing is registered and the answer is a 429
+    /// (a socket then closes with [`super::TOO_MANY_SUBSCRIBERS_CODE`] and the error's detail).
     pub async fn subscribe(
         &self,
         frames: Recipient<EventBatch>,
         disconnect: Option<Recipient<Disconnect>>,
         resend_all: bool,
     ) -> Result<SubscriptionId, ApiError> {
-        Ok(self
-            .addr
-            .send(actor::Subscribe {
+        self.addr
+            .send(actor::SubscribeClient(actor::Subscribe {
                 frames,
                 disconnect,
                 resend_all,
-            })
-            .await?)
+            }))
+            .await?
     }
 
     /// Fire-and-forget unsubscribe (for `stopping()` of a subscriber).
@@ -263,6 +311,7 @@ pub struct RegistryHandle {
     addr: Addr<ConversationRegistry>,
     /// The registry's own arbiter and the conversations' pool, stopped at shutdown.
     threads: Arc<Mutex<Option<Threads>>>,
+    limits: Limits,
 }
 
 impl RegistryHandle {
@@ -274,18 +323,42 @@ impl RegistryHandle {
         secret_key: Option<&str>,
         activity: Arc<Activity>,
         watchers: Vec<Recipient<ConversationNotice>>,
+        observer: Option<Arc<dyn ConversationObserver>>,
+    ) -> RegistryHandle {
+        Self::start_limited(
+            root,
+            secret_key,
+            activity,
+            watchers,
+            observer,
+            Limits::UNLIMITED,
+        )
+        .await
+    }
+
+    /// As [`Self::start`], with resource caps (conversations, subscribers, message size).
+    pub async fn start_limited(
+        root: PathBuf,
+        secret_key: Option<&str>,
+        activity: Arc<Activity>,
+        watchers: Vec<Recipient<ConversationNotice>>,
+        observer: Option<Arc<dyn ConversationObserver>>,
+        limits: Limits,
     ) -> RegistryHandle {
         let cipher = secret_key.map(|k| Arc::new(Fernet::from_secret_key(k)));
         let shared = Arc::new(Shared {
             cipher,
             activity,
             watchers,
+            limits,
         });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));
-        let (addr, arbiter) = ConversationRegistry::start(root, shared, pool.clone()).await;
+        let (addr, arbiter) =
+            ConversationRegistry::start(root, shared, pool.clone(), observer).await;
         RegistryHandle {
             addr,
             threads: Arc::new(Mutex::new(Some((arbiter, pool)))),
+            limits,
         }
     }
 
@@ -296,6 +369,9 @@ impl RegistryHandle {
         &self,
         req: StartConversationRequest,
     ) -> Result<(String, bool, ConversationHandle), ApiError> {
+        if let Some(m) = &req.initial_message {
+            check_message_size(m, self.limits.max_event_bytes)?;
+        }
         let initial = req.initial_message.clone();
         let (handle, created) = self.addr.send(registry::Create(req)).await??;
         let info = handle.info().await?;

@@ -68,12 +68,43 @@ pub enum ConversationNotice {
     },
 }
 
-/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, and
-/// the global watchers.
+/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, the
+/// global watchers and the resource caps.
 pub struct Shared {
     pub cipher: Option<Arc<crate::store::cipher::Fernet>>,
     pub activity: Arc<crate::state::Activity>,
     pub watchers: Vec<Recipient<ConversationNotice>>,
+    pub limits: Limits,
+}
+
+/// Resource caps of the conversation service (from the configuration). Past a cap a request
+/// gets a clear 4xx error; nothing already running is affected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Conversations loaded at once; one more start is refused with 429 (restores are not capped).
+    pub max_conversations: usize,
+    /// Live subscribers of one conversation; one more `Subscribe` is refused with 429.
+    pub max_subscribers: usize,
+    /// Largest user message accepted, in bytes of its content's JSON; larger is 413.
+    pub max_event_bytes: usize,
+}
+
+impl Limits {
+    /// No caps (tests and embedders that do not configure any).
+    pub const UNLIMITED: Limits = Limits {
+        max_conversations: usize::MAX,
+        max_subscribers: usize::MAX,
+        max_event_bytes: usize::MAX,
+    };
+
+    /// The caps of a configuration.
+    pub fn from_config(c: &crate::config::Config) -> Limits {
+        Limits {
+            max_conversations: c.max_conversations,
+            max_subscribers: c.max_subscribers_per_conversation,
+            max_event_bytes: c.max_event_bytes,
+        }
+    }
 }
 
 /// Identifies a subscription for [`actor::Unsubscribe`].
@@ -81,3 +112,22 @@ pub type SubscriptionId = u64;
 
 /// Close code for a subscriber that cannot keep up.
 pub const SLOW_SUBSCRIBER_CODE: u16 = 1013;
+
+/// Close code for a socket refused because its conversation has `max_subscribers` already
+/// (1013 "try again later", with a reason naming the cap). [`ConversationHandle::subscribe`]
+/// answers such a refusal with a 429 [`crate::error::ApiError`].
+pub const TOO_MANY_SUBSCRIBERS_CODE: u16 = 1013;
+
+/// Close code sent to live subscribers when their conversation is deleted (normal closure).
+pub const DELETED_CODE: u16 = 1000;
+
+/// Close code sent to live subscribers when the server shuts down (going away).
+pub const SHUTDOWN_CODE: u16 = 1001;
+
+/// Told about every conversation actor the registry starts: `created` for POST
+/// /api/conversations (201), not for a load at start-up. Called on the registry's thread before
+/// the handle is published, so messages it sends to `handle.addr()` are queued ahead of any
+/// request (the webhooks subscribe here). Must not block.
+pub trait ConversationObserver: Send + Sync {
+    fn attached(&self, handle: &ConversationHandle, created: bool);
+}

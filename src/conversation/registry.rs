@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::actor::{self, Conversation, SharedSummary, Shutdown};
 use super::arbiters::ArbiterPool;
 use super::seam;
-use super::{ConversationHandle, Shared};
+use super::{ConversationHandle, ConversationObserver, Shared};
 use crate::error::ApiError;
 use crate::model::{ExecutionStatus, StartConversationRequest, wire};
 use crate::store::cipher::Fernet;
@@ -39,6 +39,8 @@ pub struct ConversationRegistry {
     index: HashMap<Uuid, usize>,
     /// Ids whose directory is being created, with the start requests waiting for them.
     creating: HashMap<Uuid, Vec<CreateWaiter>>,
+    /// Told about each conversation started (webhooks); `None` when nobody listens.
+    observer: Option<Arc<dyn ConversationObserver>>,
 }
 
 impl Actor for ConversationRegistry {
@@ -76,10 +78,14 @@ fn spawn_conversation(
 ) -> (ConversationHandle, SharedSummary) {
     let id = record.state.id;
     let dir = dir::conversation_dir(root, &id);
+    let max_event_bytes = shared.limits.max_event_bytes;
     let conv = Conversation::new(record, dir, shared, created);
     let summary = conv.summary();
     let addr = Conversation::start_in_arbiter(&pool.pick(), move |_| conv);
-    (ConversationHandle::new(id, addr), summary)
+    (
+        ConversationHandle::new(id, addr).with_max_event_bytes(max_event_bytes),
+        summary,
+    )
 }
 
 /// Reads every conversation directory under `root` (blocking I/O on the blocking pool, a few
@@ -168,6 +174,7 @@ impl ConversationRegistry {
         root: PathBuf,
         shared: Arc<Shared>,
         pool: Arc<ArbiterPool>,
+        observer: Option<Arc<dyn ConversationObserver>>,
     ) -> (Addr<ConversationRegistry>, Arbiter) {
         let records = restore_all(root.clone(), shared.cipher.clone()).await;
         let n = records.len();
@@ -178,12 +185,16 @@ impl ConversationRegistry {
             entries: Vec::new(),
             index: HashMap::new(),
             creating: HashMap::new(),
+            observer,
         };
         for rec in records {
             if reg.index.contains_key(&rec.state.id) {
                 continue;
             }
             let (handle, summary) = spawn_conversation(&pool, rec, &root, shared.clone(), false);
+            if let Some(o) = &reg.observer {
+                o.attached(&handle, false);
+            }
             reg.insert(handle, summary);
         }
         if n > 0 {
@@ -282,6 +293,13 @@ impl Handler<Create> for ConversationRegistry {
                 }
             }));
         }
+        let max = self.shared.limits.max_conversations;
+        if self.entries.len() + self.creating.len() >= max {
+            return Box::pin(actix::fut::ready(Err(ApiError::client(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many conversations (limit {max}); delete one first"),
+            ))));
+        }
         if let Err(e) = seam::check_tools(&req.agent) {
             return Box::pin(actix::fut::ready(Err(ApiError::internal(e))));
         }
@@ -304,6 +322,9 @@ impl Handler<Create> for ConversationRegistry {
                             act.shared.clone(),
                             true,
                         );
+                        if let Some(o) = &act.observer {
+                            o.attached(&handle, true);
+                        }
                         act.insert(handle.clone(), summary);
                         Ok(handle)
                     }

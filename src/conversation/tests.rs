@@ -129,6 +129,7 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -201,6 +202,7 @@ async fn a_stalled_subscriber_is_dropped_and_told() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -253,6 +255,7 @@ async fn second_waiting_run_while_running_is_409() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -311,6 +314,7 @@ async fn watchers_see_every_conversation_and_lifecycle() {
         None,
         Arc::new(Activity::default()),
         vec![w.recipient()],
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -355,6 +359,7 @@ async fn reject_pending_actions() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -381,7 +386,8 @@ async fn reject_pending_actions() {
     );
     std::fs::write(&base, text).unwrap();
 
-    let reg = RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new()).await;
+    let reg =
+        RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new(), None).await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(
         h.state().await.unwrap().execution_status,
@@ -441,6 +447,7 @@ async fn stats_survive_a_restart() {
         Some("key"),
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -457,8 +464,14 @@ async fn stats_survive_a_restart() {
     let info_before = h.info().await.unwrap();
     reg.shutdown().await;
 
-    let reg =
-        RegistryHandle::start(root, Some("key"), Arc::new(Activity::default()), Vec::new()).await;
+    let reg = RegistryHandle::start(
+        root,
+        Some("key"),
+        Arc::new(Activity::default()),
+        Vec::new(),
+        None,
+    )
+    .await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(h.state().await.unwrap().stats, stats);
     assert_eq!(h.info().await.unwrap(), info_before);
@@ -486,6 +499,7 @@ async fn json_history_and_append() {
         None,
         Arc::new(Activity::default()),
         Vec::new(),
+        None,
     )
     .await;
     let h = new_conversation(&reg, tmp.path()).await;
@@ -496,5 +510,81 @@ async fn json_history_and_append() {
     let hist = h.history_json().await.unwrap();
     assert_eq!(hist.len(), 2);
     assert_eq!(serde_json::from_str::<Value>(&hist[1]).unwrap(), ev);
+    reg.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn caps_on_subscribers_conversations_and_message_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = super::Limits {
+        max_conversations: 2,
+        max_subscribers: 2,
+        max_event_bytes: 100,
+    };
+    let reg = RegistryHandle::start_limited(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+        None,
+        limits,
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+
+    // subscribers: the third is refused and gets nothing; a slot frees on unsubscribe
+    let probes: Vec<Probe> = (0..3).map(|_| collector(64, None, None)).collect();
+    let first = h
+        .subscribe(probes[0].addr.clone().recipient(), None, false)
+        .await
+        .unwrap();
+    h.subscribe(probes[1].addr.clone().recipient(), None, false)
+        .await
+        .unwrap();
+    let refused = h
+        .subscribe(probes[2].addr.clone().recipient(), None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        actix_web::ResponseError::status_code(&refused).as_u16(),
+        429,
+        "{refused}"
+    );
+    h.unsubscribe(first);
+    h.subscribe(probes[2].addr.clone().recipient(), None, false)
+        .await
+        .unwrap();
+    wait_until("snapshots", || {
+        probes.iter().all(|p| !p.frames.lock().unwrap().is_empty())
+    })
+    .await;
+
+    // message size: the JSON of the content counts, a refused message appends nothing
+    let message = |text: &str| {
+        requests::send_message(&json!({"content": [{"type": "text", "text": text}]})).unwrap()
+    };
+    let before = h.history().await.unwrap().len();
+    let e = h.send_message(message(&"x".repeat(100))).await.unwrap_err();
+    assert_eq!(actix_web::ResponseError::status_code(&e).as_u16(), 413);
+    assert_eq!(h.history().await.unwrap().len(), before);
+    h.send_message(message("small")).await.unwrap();
+
+    // conversations: a second one fits, a third is refused, the first can still be found
+    new_conversation(&reg, tmp.path()).await;
+    let body = json!({"agent": {"llm": {"model": "m"}}, "workspace": {"working_dir": tmp.path().join("w").to_string_lossy()}});
+    let e = reg
+        .start_conversation(requests::start_conversation(&body).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(actix_web::ResponseError::status_code(&e).as_u16(), 429);
+    assert_eq!(reg.count(None).await.unwrap(), 2);
+    let mut again = json!({"conversation_id": h.id().to_string()});
+    again["agent"] = body["agent"].clone();
+    again["workspace"] = body["workspace"].clone();
+    let (_, created, _) = reg
+        .start_conversation(requests::start_conversation(&again).unwrap())
+        .await
+        .unwrap();
+    assert!(!created);
     reg.shutdown().await;
 }

@@ -208,13 +208,10 @@ impl Checker {
         match v {
             Value::Object(m) => Some(m),
             other => {
-                let kind = if other.is_string() {
-                    "model_attributes_type"
-                } else {
-                    "model_type"
-                };
+                // FastAPI validates the decoded body in Python mode, where a model accepts any
+                // object with attributes: every non-dict is `model_attributes_type`.
                 self.push(ValidationItem::new(
-                    kind,
+                    "model_attributes_type",
                     loc,
                     "Input should be a valid dictionary or object to extract fields from",
                     other.clone(),

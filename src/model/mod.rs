@@ -5,9 +5,12 @@
 //! [`secret::SecretMode`].
 
 pub mod agent;
+pub mod api;
 pub mod conversation;
 pub mod events;
 pub mod message;
+#[cfg(test)]
+mod proptests;
 pub mod requests;
 pub mod secret;
 pub mod wire;

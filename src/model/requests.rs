@@ -26,23 +26,6 @@ fn failed(c: Checker) -> ApiError {
         .unwrap_or_else(|| ApiError::internal("validation failed"))
 }
 
-/// A model-typed value must be an object. FastAPI reports every other JSON type (string,
-/// list, number...) as `model_attributes_type` (goldens: `create_body_is_list`, `agent: "nope"`).
-fn model<'a>(c: &mut Checker, v: &'a Value, loc: Vec<Value>) -> Option<&'a Map<String, Value>> {
-    match v {
-        Value::Object(m) => Some(m),
-        other => {
-            c.push(ValidationItem::new(
-                "model_attributes_type",
-                loc,
-                "Input should be a valid dictionary or object to extract fields from",
-                other.clone(),
-            ));
-            None
-        }
-    }
-}
-
 fn with(loc: &[Value], part: impl Into<Value>) -> Vec<Value> {
     let mut l = loc.to_vec();
     l.push(part.into());
@@ -175,7 +158,7 @@ fn check_typed(
 
 /// Validates an LLM object; `None` when it had errors (already recorded).
 pub fn check_llm(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<Llm> {
-    let obj = model(c, v, loc.to_vec())?;
+    let obj = c.model(v, loc.to_vec())?;
     let before = c.errors.len();
     let mut out = Map::new();
     for (k, val) in obj {
@@ -239,7 +222,7 @@ fn check_condenser(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<V
     if v.is_null() {
         return Ok(Some(Value::Null));
     }
-    let Some(obj) = model(c, v, loc.to_vec()) else {
+    let Some(obj) = c.model(v, loc.to_vec()) else {
         return Ok(None);
     };
     let Some(kind) = obj.get("kind") else {
@@ -316,7 +299,7 @@ fn check_condenser(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<V
 
 /// Validates the `agent` of a start request (unknown agent keys are ignored).
 pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<Agent>, ApiError> {
-    let Some(obj) = model(c, v, loc.to_vec()) else {
+    let Some(obj) = c.model(v, loc.to_vec()) else {
         return Ok(None);
     };
     let before = c.errors.len();
@@ -330,7 +313,7 @@ pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<A
     if let Some(list) = obj.get("tools").and_then(|t| c.list(t, with(loc, "tools"))) {
         for (i, t) in list.iter().enumerate() {
             let tloc = with(&with(loc, "tools"), i);
-            let Some(tobj) = model(c, t, tloc.clone()) else {
+            let Some(tobj) = c.model(t, tloc.clone()) else {
                 continue;
             };
             if let Some(name) = c
@@ -417,7 +400,7 @@ pub fn check_policy(
     v: &Value,
     loc: &[Value],
 ) -> Result<Option<ConfirmationPolicy>, ApiError> {
-    let Some(obj) = model(c, v, loc.to_vec()) else {
+    let Some(obj) = c.model(v, loc.to_vec()) else {
         return Ok(None);
     };
     let Some(kind) = obj.get("kind") else {
@@ -492,7 +475,7 @@ pub fn check_analyzer(
     if v.is_null() {
         return Some(None);
     }
-    let obj = model(c, v, loc.to_vec())?;
+    let obj = c.model(v, loc.to_vec())?;
     if let Some(k) = obj.get("kind") {
         c.literal(k, with(loc, "kind"), &["LLMSecurityAnalyzer"])?;
     }
@@ -656,7 +639,7 @@ fn check_content_item(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<Conte
 
 /// SendMessageRequest; only the `user` role is accepted (DEVIATIONS #19: 422 on `role`).
 pub fn check_message(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<SendMessageRequest> {
-    let obj = model(c, v, loc.to_vec())?;
+    let obj = c.model(v, loc.to_vec())?;
     let before = c.errors.len();
     let role = match obj.get("role") {
         Some(r) => c
@@ -692,7 +675,7 @@ pub fn check_message(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<SendMe
 /// The start request body (API.md §2.1); errors in field order.
 pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let root = at!["body"];
@@ -702,7 +685,7 @@ pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiE
     };
     let workspace = c.required(obj, &root, "workspace").and_then(|w| {
         let wloc = loc!["body", "workspace"];
-        let wobj = model(&mut c, w, wloc.clone())?;
+        let wobj = c.model(w, wloc.clone())?;
         if let Some(k) = wobj.get("kind") {
             c.literal(k, with(&wloc, "kind"), &["LocalWorkspace"]);
         }
@@ -774,7 +757,7 @@ pub fn start_conversation(body: &Value) -> Result<StartConversationRequest, ApiE
 /// PATCH body `{"title": str}` (1..200 characters before stripping); returns the stripped title.
 pub fn update_title(body: &Value) -> Result<String, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let title = c
@@ -811,7 +794,7 @@ pub fn update_title(body: &Value) -> Result<String, ApiError> {
 /// `{"policy": {...}}`.
 pub fn set_policy(body: &Value) -> Result<ConfirmationPolicy, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let p = match c.required(obj, &at!["body"], "policy") {
@@ -825,7 +808,7 @@ pub fn set_policy(body: &Value) -> Result<ConfirmationPolicy, ApiError> {
 /// `{"security_analyzer": {...} | null}` (the field is required).
 pub fn set_analyzer(body: &Value) -> Result<Option<SecurityAnalyzer>, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let a = c
@@ -838,7 +821,7 @@ pub fn set_analyzer(body: &Value) -> Result<Option<SecurityAnalyzer>, ApiError> 
 /// `{"secrets": {name: value}}` for POST /secrets.
 pub fn update_secrets(body: &Value) -> Result<SecretMap, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let s = match c.required(obj, &at!["body"], "secrets") {
@@ -860,7 +843,7 @@ pub fn send_message(body: &Value) -> Result<SendMessageRequest, ApiError> {
 /// `{"accept": bool, "reason": str = "User rejected the action."}`.
 pub fn respond_to_confirmation(body: &Value) -> Result<(bool, String), ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let accept = c
@@ -877,7 +860,7 @@ pub fn respond_to_confirmation(body: &Value) -> Result<(bool, String), ApiError>
 /// `{"max_length": int 1..200 = 50, "llm": LLM | null}` for generate_title.
 pub fn generate_title(body: &Value) -> Result<(usize, Option<Llm>), ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let max_length = match obj.get("max_length") {
@@ -921,7 +904,7 @@ pub fn generate_title(body: &Value) -> Result<(usize, Option<Llm>), ApiError> {
 /// `{"question": str}` for ask_agent.
 pub fn ask_agent(body: &Value) -> Result<String, ApiError> {
     let mut c = Checker::new();
-    let Some(obj) = model(&mut c, body, loc!["body"]) else {
+    let Some(obj) = c.model(body, loc!["body"]) else {
         return Err(failed(c));
     };
     let q = c

@@ -11,7 +11,9 @@ use crate::conversation::{ConversationHandle, RegistryHandle, seam};
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs, path_uuid};
 use crate::loc;
+use crate::model::api::{AskAgentResponse, GenerateTitleResponse, Success};
 use crate::model::{ExecutionStatus, requests};
+use crate::webhooks::WebhookHub;
 
 /// Batch get accepts fewer than this many ids (DEVIATIONS #12: 422 instead of the assert's 500).
 const MAX_BATCH_IDS: usize = 100;
@@ -85,7 +87,7 @@ pub fn page_json<S: AsRef<str>>(items: &[S], next: Option<&str>) -> String {
 }
 
 fn success(ok: bool) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "success": ok }))
+    HttpResponse::Ok().json(Success { success: ok })
 }
 
 fn status_query(c: &mut Checker, q: &QueryPairs) -> Option<ExecutionStatus> {
@@ -197,6 +199,7 @@ async fn get(
 
 async fn update_title(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -205,6 +208,7 @@ async fn update_title(
     match reg.get(id).await? {
         Some(h) => {
             h.set_title(title).await?;
+            hooks.conversation_changed(&h).await;
             Ok(success(true))
         }
         None => Ok(success(false)),
@@ -213,10 +217,13 @@ async fn update_title(
 
 async fn delete(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path, "conversation_id")?;
+    let last_info = hooks.info_before_delete(&reg, id).await;
     if reg.delete(id).await? {
+        hooks.post_info(last_info);
         Ok(success(true))
     } else {
         Err(ApiError::bad_request())
@@ -234,10 +241,12 @@ async fn run(
 
 async fn pause(
     reg: web::Data<RegistryHandle>,
+    hooks: web::Data<WebhookHub>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let h = find(&reg, &path, ApiError::bad_request).await?;
     h.pause().await?;
+    hooks.conversation_changed(&h).await;
     Ok(success(true))
 }
 
@@ -285,14 +294,23 @@ fn unknown_500() -> ApiError {
 async fn generate_title(
     reg: web::Data<RegistryHandle>,
     path: web::Path<String>,
-    body: Option<JsonBody>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_uuid(&path, "conversation_id")?;
-    let body = body.map(|b| b.0).unwrap_or_else(|| json!({}));
+    // every field is optional, so is the body; a broken or oversized one is still refused
+    let body = match body {
+        Ok(JsonBody(b)) => b,
+        Err(ApiError::Validation(items))
+            if items.len() == 1 && items[0].kind == "missing" && items[0].loc == loc!["body"] =>
+        {
+            json!({})
+        }
+        Err(e) => return Err(e),
+    };
     let (max_length, llm) = requests::generate_title(&body)?;
     let h = reg.get(id).await?.ok_or_else(unknown_500)?;
     let title = seam::generate_title(&h, max_length, llm).await?;
-    Ok(HttpResponse::Ok().json(json!({ "title": title })))
+    Ok(HttpResponse::Ok().json(GenerateTitleResponse { title }))
 }
 
 async fn ask_agent(
@@ -304,7 +322,7 @@ async fn ask_agent(
     let question = requests::ask_agent(&body)?;
     let h = reg.get(id).await?.ok_or_else(unknown_500)?;
     let response = seam::ask_agent(&h, &question).await?;
-    Ok(HttpResponse::Ok().json(json!({ "response": response })))
+    Ok(HttpResponse::Ok().json(AskAgentResponse { response }))
 }
 
 #[cfg(test)]

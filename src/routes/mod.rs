@@ -4,7 +4,9 @@
 pub mod bash;
 pub mod conversations;
 pub mod desktop;
+pub mod docs;
 pub mod events;
+pub mod events_socket;
 pub mod files;
 pub mod git;
 pub mod server;
@@ -16,9 +18,11 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    docs::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
     tools::configure(cfg);
+    events_socket::configure(cfg);
     files::configure(cfg);
     git::configure(cfg);
     vscode::configure(cfg);

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::model::api::ServerInfo;
 use crate::state::Activity;
 
 /// The server's title and version as reported by `/server_info`.
@@ -28,14 +29,14 @@ async fn health() -> HttpResponse {
 }
 
 async fn server_info(activity: web::Data<Activity>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "uptime": activity.uptime(),
-        "idle_time": activity.idle_time(),
-        "title": TITLE,
-        "version": VERSION,
-        "docs": "/docs",
-        "redoc": "/redoc",
-    }))
+    HttpResponse::Ok().json(ServerInfo {
+        uptime: activity.uptime(),
+        idle_time: activity.idle_time(),
+        title: TITLE,
+        version: VERSION,
+        docs: "/docs",
+        redoc: "/redoc",
+    })
 }
 
 fn static_dir(cfg: &Config) -> Option<&std::path::Path> {
@@ -68,8 +69,18 @@ async fn static_file(
     if rel.is_empty() || rel.split('/').any(|s| s == "..") {
         return Err(ApiError::not_found());
     }
-    let full = dir.join(&rel);
-    let file = actix_files::NamedFile::open_async(&full)
+    // As Starlette's StaticFiles (symlinks not followed out): the real path must stay inside
+    // the real directory, so a symlink pointing elsewhere is not served.
+    let (dir, full) = (dir.to_path_buf(), dir.join(&rel));
+    let real = web::block(move || {
+        let real = full.canonicalize().ok()?;
+        real.starts_with(dir.canonicalize().ok()?).then_some(real)
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(ApiError::not_found)?;
+    let file = actix_files::NamedFile::open_async(&real)
         .await
         .map_err(|_| ApiError::not_found())?;
     if file.metadata().is_dir() {

@@ -5,6 +5,8 @@
 
 pub mod download;
 pub mod git;
+#[cfg(test)]
+mod proptests;
 pub mod pypath;
 pub mod trajectory;
 pub mod upload;

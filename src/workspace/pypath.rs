@@ -134,32 +134,7 @@ fn join_bytes(base: &Path, rest: &[u8]) -> PathBuf {
 /// Python's `repr()` of a path string, as it appears in `OSError` messages: `'...'`, or `"..."`
 /// when the text holds a single quote and no double quote.
 pub fn py_repr(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
+    crate::llm::pyjson::repr_str(&p.to_string_lossy())
 }
 
 /// The text of a Python `OSError`: `[Errno 21] Is a directory: '/x'` (or without the path for

@@ -16,23 +16,24 @@ use crate::workspace::pypath::{mkdir_parents, os_error_text};
 const MAX_SYMLINKS: usize = 40;
 
 /// The file an upload to `path` really replaces: `path` with its symlink chain followed, even to a
-/// target that does not exist yet.
-pub fn write_target(path: &Path) -> PathBuf {
+/// target that does not exist yet. `None` when the chain does not end within [`MAX_SYMLINKS`]
+/// links (a loop), where `open()` fails with `ELOOP`.
+pub fn write_target(path: &Path) -> Option<PathBuf> {
     let mut p = path.to_path_buf();
-    for _ in 0..MAX_SYMLINKS {
+    for _ in 0..=MAX_SYMLINKS {
         let is_link = std::fs::symlink_metadata(&p)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
         if !is_link {
-            break;
+            return Some(p);
         }
         match std::fs::read_link(&p) {
             Ok(t) if t.is_absolute() => p = t,
             Ok(t) => p = p.parent().map(|d| d.join(&t)).unwrap_or(t),
-            Err(_) => break,
+            Err(_) => return Some(p),
         }
     }
-    p
+    None
 }
 
 /// The process umask, read from `/proc/self/status` (no racy set-and-restore).
@@ -68,7 +69,9 @@ impl UploadSink {
         if let Some(parent) = requested.parent().filter(|p| !p.as_os_str().is_empty()) {
             mkdir_parents(parent).map_err(|(e, at)| os_error_text(&e, Some(&at)))?;
         }
-        let target = write_target(requested);
+        let target = write_target(requested).ok_or_else(|| {
+            os_error_text(&io::Error::from_raw_os_error(libc::ELOOP), Some(requested))
+        })?;
         if std::fs::metadata(&target)
             .map(|m| m.is_dir())
             .unwrap_or(false)

@@ -53,11 +53,14 @@ pub async fn connect(
             None => return Ok(HttpResponse::Forbidden().finish()),
         },
     };
-    ws::start(
+    // Frames are bounded like request bodies; a larger one closes the socket with 1009.
+    ws::WsResponseBuilder::new(
         BashEventsSession::new(bash.get_ref().clone(), resend_all),
         &req,
         stream,
     )
+    .frame_size(cfg.max_body_bytes)
+    .start()
 }
 
 /// One bash-events socket.
@@ -160,6 +163,14 @@ impl Handler<BashFeed> for BashEventsSession {
                 }));
                 ctx.stop();
             }
+            BashFeed::ShuttingDown => {
+                self.subscription = None;
+                ctx.close(Some(CloseReason {
+                    code: CloseCode::Away,
+                    description: Some("Server shutting down".to_string()),
+                }));
+                ctx.stop();
+            }
         }
     }
 }
@@ -171,6 +182,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for BashEventsSession
             Ok(m) => m,
             Err(e) => {
                 log::debug!("bash socket: protocol error: {e}");
+                let code = match e {
+                    ws::ProtocolError::Overflow => CloseCode::Size,
+                    _ => CloseCode::Protocol,
+                };
+                ctx.close(Some(CloseReason {
+                    code,
+                    description: Some(e.to_string()),
+                }));
                 ctx.stop();
                 return;
             }

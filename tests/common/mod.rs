@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_llm;
+pub mod proc;
+pub mod raw;
+pub mod routes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

@@ -1,10 +1,18 @@
 //! Integration tests, one module per area.
 
 mod agent;
+mod auth;
 mod bash;
+mod compat;
 mod conversations;
 mod files;
 mod foundation;
+mod hostile;
+mod limits;
 mod llm_captures;
+mod openapi;
 mod process;
+mod shutdown;
+mod sockets;
 mod tools;
+mod webhooks;
