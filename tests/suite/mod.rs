@@ -5,6 +5,7 @@ mod auth;
 mod bash;
 mod compat;
 mod conversations;
+mod crash;
 mod files;
 mod foundation;
 mod hostile;
