@@ -21,7 +21,7 @@ use crate::common::fake_llm::{FakeLlm, Reply, chat, chat_call, chat_finish};
 use crate::common::poll;
 use crate::common::proc::Spawned;
 
-const KEY: &str = "crash-test-key";
+pub(super) const KEY: &str = "crash-test-key";
 const WAIT: Duration = Duration::from_secs(60);
 /// Tool calls per user message before the fake LLM finishes.
 const STEPS: usize = 3;
@@ -33,7 +33,7 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     let mut h = reqwest::header::HeaderMap::new();
     h.insert("X-Session-API-Key", KEY.parse().expect("header"));
     reqwest::Client::builder()
@@ -43,7 +43,7 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn get(s: &Spawned, path: &str) -> (u16, Value) {
+pub(super) async fn get(s: &Spawned, path: &str) -> (u16, Value) {
     let r = client()
         .get(format!("{}{path}", s.base()))
         .send()
@@ -52,7 +52,7 @@ async fn get(s: &Spawned, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn post(s: &Spawned, path: &str, body: &Value) -> (u16, Value) {
+pub(super) async fn post(s: &Spawned, path: &str, body: &Value) -> (u16, Value) {
     let r = client()
         .post(format!("{}{path}", s.base()))
         .json(body)
@@ -62,7 +62,7 @@ async fn post(s: &Spawned, path: &str, body: &Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn events(s: &Spawned, id: &str) -> Vec<Value> {
+pub(super) async fn events(s: &Spawned, id: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut page: Option<String> = None;
     loop {

@@ -11,6 +11,7 @@ mod foundation;
 mod hostile;
 mod limits;
 mod llm_captures;
+mod llm_faults;
 mod openapi;
 mod process;
 mod shutdown;
