@@ -12,6 +12,7 @@ mod hostile;
 mod limits;
 mod llm_captures;
 mod llm_faults;
+mod load;
 mod openapi;
 mod process;
 mod shutdown;
