@@ -522,6 +522,9 @@ impl Conversation {
     /// Ends the active run: `full_state` for POST /run, answers to run and pause waiters.
     fn end_run(&mut self, result: Result<(), ApiError>) {
         let Some(run) = self.run.take() else { return };
+        if let Some(session) = self.session.as_mut() {
+            session.forget_log();
+        }
         if run.publish_full_state {
             self.publish_full_state();
         }

@@ -147,6 +147,14 @@ pub struct AgentSession {
     cache: EventCache,
 }
 
+impl AgentSession {
+    /// Drops the parsed log (at the end of a run: an idle conversation keeps only the actor's
+    /// JSON; the next run parses it again once).
+    pub fn forget_log(&mut self) {
+        self.cache = EventCache::default();
+    }
+}
+
 /// What one step gets.
 pub struct StepInput {
     /// To append events and record usage while the step runs, and to read the history.
