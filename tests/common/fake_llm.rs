@@ -42,6 +42,19 @@ pub struct Reply {
     pub body: String,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// How the reply is cut short (faults).
+    pub cut: Cut,
+}
+
+/// A broken reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The whole reply.
+    None,
+    /// The connection is reset instead of answered.
+    Reset,
+    /// The head promises more body than is sent, then the connection closes.
+    Truncate,
 }
 
 impl Reply {
@@ -51,7 +64,14 @@ impl Reply {
             headers: Vec::new(),
             body: body.to_string(),
             delay: Duration::ZERO,
+            cut: Cut::None,
         }
+    }
+
+    /// Cuts this reply short with `cut`.
+    pub fn cut(mut self, cut: Cut) -> Reply {
+        self.cut = cut;
+        self
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Reply {
@@ -112,10 +132,19 @@ impl FakeLlm {
                     if !reply.delay.is_zero() {
                         tokio::time::sleep(reply.delay).await;
                     }
+                    if reply.cut == Cut::Reset {
+                        #[allow(deprecated)]
+                        let _ = sock.set_linger(Some(Duration::ZERO));
+                        drop(sock);
+                        return;
+                    }
+                    let promised = match reply.cut {
+                        Cut::Truncate => reply.body.len() + 1000,
+                        _ => reply.body.len(),
+                    };
                     let mut head = format!(
-                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {promised}\r\nconnection: close\r\n",
                         reply.status,
-                        reply.body.len()
                     );
                     for (k, v) in &reply.headers {
                         head.push_str(&format!("{k}: {v}\r\n"));
