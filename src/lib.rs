@@ -120,14 +120,12 @@ impl Services {
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
     pub async fn shutdown(&self) {
+        // Conversations first: each cancels its step, tells its subscribers (Disconnect 1001:
+        // sockets close, webhooks take what is left) and writes its state files.
         self.conversations.shutdown().await;
-        self.vscode.shutdown().await;
-        self.desktop.shutdown().await;
         // Commands: kill every process group, reap, record the last events.
         self.bash.shutdown().await;
-        // conversations close their sockets and webhooks (Disconnect 1001); webhooks then
-        // post what they still hold
-        self.conversations.shutdown().await;
+        // Webhooks post what they still hold (bounded wait).
         self.webhooks.shutdown().await;
         self.vscode.shutdown().await;
         self.desktop.shutdown().await;
