@@ -94,7 +94,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024 * 1024,
             max_concurrent_bash_commands: 256,
             max_conversations: 10_000,
-            max_subscribers_per_conversation: 256,
+            max_subscribers_per_conversation: 4096,
             max_event_bytes: 16 * 1024 * 1024,
             debug: false,
         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -18,10 +19,12 @@ pub fn set_debug_bodies(on: bool) {
 }
 
 /// One item of a FastAPI 422 body: `{type, loc, msg, input, ctx?}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[schemars(rename = "ValidationError")]
 pub struct ValidationItem {
     #[serde(rename = "type")]
     pub kind: String,
+    #[schemars(schema_with = "crate::openapi::schemas::error_location")]
     pub loc: Vec<Value>,
     pub msg: String,
     pub input: Value,

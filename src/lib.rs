@@ -13,6 +13,8 @@
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
+//! - [`openapi`]: the OpenAPI document (route table + route docs + the model's own schemas)
+//!   served at `/openapi.json`, and the offline `/docs` page.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
@@ -42,6 +44,7 @@ pub mod llm;
 pub mod logging;
 pub mod memory;
 pub mod model;
+pub mod openapi;
 pub mod routes;
 pub mod sidecar;
 pub mod state;
@@ -84,6 +87,8 @@ impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
+        // the OpenAPI document is built once, here, rather than on the first request
+        std::sync::LazyLock::force(&openapi::DOCUMENT);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
@@ -117,14 +122,12 @@ impl Services {
 
     /// Stops the actors in order: sockets, agent loops, commands, then flushes logs.
     pub async fn shutdown(&self) {
+        // Conversations first: each cancels its step, tells its subscribers (Disconnect 1001:
+        // sockets close, webhooks take what is left) and writes its state files.
         self.conversations.shutdown().await;
-        self.vscode.shutdown().await;
-        self.desktop.shutdown().await;
         // Commands: kill every process group, reap, record the last events.
         self.bash.shutdown().await;
-        // conversations close their sockets and webhooks (Disconnect 1001); webhooks then
-        // post what they still hold
-        self.conversations.shutdown().await;
+        // Webhooks post what they still hold (bounded wait).
         self.webhooks.shutdown().await;
         self.vscode.shutdown().await;
         self.desktop.shutdown().await;

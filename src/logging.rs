@@ -83,9 +83,9 @@ fn start_writer() -> Arc<Buffered> {
                 .spawn(move || {
                     loop {
                         if let Ok(l) = w.lines.lock() {
-                            let _ = w.wake.wait_timeout_while(l, WRITE_INTERVAL, |l| {
-                                l.len() < WAKE_BYTES
-                            });
+                            let _ = w
+                                .wake
+                                .wait_timeout_while(l, WRITE_INTERVAL, |l| l.len() < WAKE_BYTES);
                         }
                         w.write_out();
                     }
@@ -149,7 +149,9 @@ pub fn init(debug: bool) {
             writeln!(buf, "{line}")
         });
     }
-    b.target(env_logger::Target::Pipe(Box::new(BufferedStderr(start_writer()))));
+    b.target(env_logger::Target::Pipe(Box::new(BufferedStderr(
+        start_writer(),
+    ))));
     let logger = b.build();
     let max = logger.filter();
     if log::set_boxed_logger(Box::new(Logger(logger))).is_ok() {

@@ -3,6 +3,7 @@
 //! Status changes are left to the caller, from the returned [`StepEnd`].
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -12,8 +13,8 @@ use crate::tools::ToolRuntime;
 
 /// What a step needs from its conversation.
 pub trait StepHost: Send {
-    /// The current event log, in append order.
-    fn events(&mut self) -> impl Future<Output = Vec<Value>> + Send;
+    /// The current event log, in append order (shared: a host can keep it between steps).
+    fn events(&mut self) -> impl Future<Output = Arc<Vec<Value>>> + Send;
     /// Appends (and publishes) one event.
     fn emit(&mut self, event: Value) -> impl Future<Output = ()> + Send;
     /// A successful LLM response of the LLM registered under `usage_id`: account it and publish
@@ -23,6 +24,12 @@ pub trait StepHost: Send {
         usage_id: &str,
         response: &LlmResponse,
     ) -> impl Future<Output = ()> + Send;
+    /// Everything emitted so far must now be persisted and published. A host may batch what
+    /// `emit`/`llm_usage` hand it until this is called: the driver calls it before running any
+    /// tool, after each observation, and when the step ends.
+    fn flush(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The conversation settings a step reads.
@@ -50,11 +57,13 @@ pub enum StepEnd {
 /// Executes pending or just-created actions in order, one observation each.
 async fn execute<H: StepHost>(runtime: &ToolRuntime, actions: &[Value], host: &mut H) -> StepEnd {
     let mut finished = false;
+    host.flush().await;
     for a in actions {
         let observation = runtime
             .execute(a.get("action").unwrap_or(&Value::Null))
             .await;
         host.emit(events::observation_event(a, observation)).await;
+        host.flush().await;
         finished |= step::is_finish(a);
     }
     if finished {
@@ -66,6 +75,17 @@ async fn execute<H: StepHost>(runtime: &ToolRuntime, actions: &[Value], host: &m
 
 /// Runs one step: pending actions, else condensation, else one LLM call and its actions.
 pub async fn run_step<H: StepHost>(
+    agent: &Agent,
+    runtime: &ToolRuntime,
+    settings: &StepSettings,
+    host: &mut H,
+) -> StepEnd {
+    let end = step_body(agent, runtime, settings, host).await;
+    host.flush().await;
+    end
+}
+
+async fn step_body<H: StepHost>(
     agent: &Agent,
     runtime: &ToolRuntime,
     settings: &StepSettings,
@@ -138,8 +158,8 @@ mod tests {
     }
 
     impl StepHost for Log {
-        async fn events(&mut self) -> Vec<Value> {
-            self.events.clone()
+        async fn events(&mut self) -> Arc<Vec<Value>> {
+            Arc::new(self.events.clone())
         }
         async fn emit(&mut self, event: Value) {
             self.events.push(event);
@@ -380,8 +400,8 @@ mod conformance_fake {
     struct Log(Vec<Value>);
 
     impl StepHost for Log {
-        async fn events(&mut self) -> Vec<Value> {
-            self.0.clone()
+        async fn events(&mut self) -> Arc<Vec<Value>> {
+            Arc::new(self.0.clone())
         }
         async fn emit(&mut self, event: Value) {
             self.0.push(event);

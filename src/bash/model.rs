@@ -3,6 +3,7 @@
 //! the validation of an `ExecuteBashRequest` body (EVENTS.md §5, PERSISTENCE.md §7).
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Timelike, Utc};
+use schemars::JsonSchema;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -39,12 +40,17 @@ impl EventKind {
 }
 
 /// The body of `start_bash_command` / `execute_bash_command` and of a bash-socket frame.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 pub struct ExecuteBashRequest {
     pub command: String,
     pub cwd: Option<String>,
     /// Seconds the command may run before its process group is killed.
+    #[schemars(default = "default_timeout")]
     pub timeout: i64,
+}
+
+fn default_timeout() -> i64 {
+    DEFAULT_TIMEOUT
 }
 
 impl ExecuteBashRequest {
@@ -79,11 +85,14 @@ impl ExecuteBashRequest {
 }
 
 /// A command as recorded in the bash event log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(transform = crate::openapi::KindTag("BashCommand"))]
 pub struct BashCommand {
     pub command: String,
     pub cwd: Option<String>,
     pub timeout: i64,
+    /// 32 hex digits.
+    #[schemars(with = "String")]
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
 }
@@ -102,10 +111,15 @@ impl BashCommand {
 }
 
 /// One piece of a command's output; the last one carries `exit_code`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
+#[schemars(transform = crate::openapi::KindTag("BashOutput"))]
 pub struct BashOutput {
+    /// 32 hex digits.
+    #[schemars(with = "String")]
     pub id: Uuid,
     pub timestamp: DateTime<Utc>,
+    /// The `id` of the BashCommand, 32 hex digits.
+    #[schemars(with = "String")]
     pub command_id: Uuid,
     /// 0, 1, 2, … across both streams of one command.
     pub order: i64,

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::seam::{self, AgentSession, StepInput, StepOutcome, StepOutput};
+use super::seam::{self, AgentCore, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
     ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoCache,
     InfoReason, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
@@ -47,6 +47,10 @@ pub struct Summary {
 }
 
 pub type SharedSummary = Arc<Mutex<Summary>>;
+
+/// While a run is active, stats-only changes rewrite `base_state.json` at most this often (the
+/// `stats` events themselves are always persisted at once).
+const STATS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Text of the 409 for a second run (DEVIATIONS #1).
 pub const ALREADY_RUNNING: &str =
@@ -75,6 +79,16 @@ enum Staged {
     Ack(oneshot::Sender<()>),
 }
 
+/// Which state files a flush rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateFiles {
+    None,
+    /// `base_state.json` alone (only the stats changed).
+    BaseOnly,
+    /// `meta.json` and `base_state.json`.
+    Both,
+}
+
 /// A run in progress.
 struct ActiveRun {
     /// POST /run (and respond_to_confirmation accept) callers waiting for the end.
@@ -87,6 +101,10 @@ struct ActiveRun {
     iterations: i64,
     /// Pause requests waiting for the current step to end.
     pause_waiters: Vec<oneshot::Sender<()>>,
+    /// A user message arrived while the current step ran: a `Finished` outcome of that step
+    /// does not end the run, the loop picks the message up (as the reference's queued
+    /// `send_message` does by moving `finished` back to `idle` before the next iteration).
+    message_during_step: bool,
 }
 
 /// The actor. See the module documentation.
@@ -110,12 +128,21 @@ pub struct Conversation {
     run: Option<ActiveRun>,
     /// The agent loop's per-conversation state; `None` while a step holds it.
     session: Option<AgentSession>,
+    /// The agent and its tools once the first step built them (also while a step holds the
+    /// session): secrets updates reach the terminal through it, and stopping kills the shell.
+    core: Option<Arc<AgentCore>>,
     staged: Vec<Staged>,
     /// `meta.json`/`base_state.json` must be rewritten at the next flush.
     state_dirty: bool,
     /// `updated_at` moved since `meta.json` was last written (written at shutdown, not per
     /// event).
     meta_stale: bool,
+    /// Only the stats changed (LLM usage): `base_state.json` alone is rewritten, at most every
+    /// [`STATS_WRITE_INTERVAL`] while a run is active and at once otherwise (the run's end
+    /// always writes it), which keeps file creations off most agent steps.
+    stats_dirty: bool,
+    /// When `base_state.json` was last written.
+    last_state_write: std::time::Instant,
     shared: Arc<Shared>,
     summary: SharedSummary,
     /// The info JSON last computed, emptied on every change (see [`InfoCache`]).
@@ -149,9 +176,12 @@ impl Conversation {
             next_subscription: 1,
             run: None,
             session: Some(AgentSession::default()),
+            core: None,
             staged: Vec::new(),
             state_dirty: false,
             meta_stale: false,
+            stats_dirty: false,
+            last_state_write: std::time::Instant::now(),
             shared,
             summary,
             info_cache: Arc::new(InfoCache::default()),
@@ -172,10 +202,12 @@ impl Conversation {
 
     /// Stages a persisted event. State updates of persisted keys also rewrite the state files.
     fn append(&mut self, mut event: Event) {
-        if let Event::StateUpdate(u) = &event
-            && u.key != "full_state"
-        {
-            self.state_dirty = true;
+        if let Event::StateUpdate(u) = &event {
+            match u.key.as_str() {
+                "full_state" => {}
+                "stats" => self.stats_dirty = true,
+                _ => self.state_dirty = true,
+            }
         }
         match self.log.prepare(&mut event) {
             Ok(p) => self.staged.push(Staged::Event(p)),
@@ -240,7 +272,11 @@ impl Conversation {
     /// The files a batch of staged items writes, paths relative to the conversation directory:
     /// the event files (their bytes moved out of `staged`) and, when `state_files`, `meta.json`
     /// and `base_state.json`.
-    fn batch_files(&mut self, staged: &mut [Staged], state_files: bool) -> Vec<(String, Vec<u8>)> {
+    fn batch_files(
+        &mut self,
+        staged: &mut [Staged],
+        state_files: StateFiles,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut batch: Vec<(String, Vec<u8>)> = staged
             .iter_mut()
             .filter_map(|s| match s {
@@ -251,10 +287,28 @@ impl Conversation {
                 Staged::Publish { .. } | Staged::Ack(_) => None,
             })
             .collect();
-        if state_files && let Some((meta, base)) = self.state_file_bytes() {
-            batch.push((dir::BASE_STATE.to_string(), base));
-            batch.push((dir::META.to_string(), meta));
-            self.meta_stale = false;
+        match state_files {
+            StateFiles::Both => {
+                if let Some((meta, base)) = self.state_file_bytes() {
+                    batch.push((dir::BASE_STATE.to_string(), base));
+                    batch.push((dir::META.to_string(), meta));
+                    self.meta_stale = false;
+                    self.stats_dirty = false;
+                    self.last_state_write = std::time::Instant::now();
+                }
+            }
+            StateFiles::BaseOnly => match dir::base_state_bytes(&self.state) {
+                Ok(base) => {
+                    batch.push((dir::BASE_STATE.to_string(), base));
+                    self.stats_dirty = false;
+                    self.last_state_write = std::time::Instant::now();
+                }
+                Err(e) => log::error!(
+                    "conversation {}: cannot serialize state: {e}",
+                    self.state.id
+                ),
+            },
+            StateFiles::None => {}
         }
         batch
     }
@@ -262,11 +316,19 @@ impl Conversation {
     /// Writes the staged events (and the state files when dirty) through the journal on a
     /// blocking thread while the actor waits, then indexes and fans out in order.
     fn write_staged(&mut self, ctx: &mut Context<Self>) {
-        if self.closing || (self.staged.is_empty() && !self.state_dirty) {
+        let stats_due = self.stats_dirty
+            && (self.run.is_none() || self.last_state_write.elapsed() >= STATS_WRITE_INTERVAL);
+        if self.closing || (self.staged.is_empty() && !self.state_dirty && !stats_due) {
             return;
         }
         let mut staged = std::mem::take(&mut self.staged);
-        let state_files = std::mem::take(&mut self.state_dirty);
+        let state_files = if std::mem::take(&mut self.state_dirty) {
+            StateFiles::Both
+        } else if stats_due {
+            StateFiles::BaseOnly
+        } else {
+            StateFiles::None
+        };
         let batch = self.batch_files(&mut staged, state_files);
         if batch.is_empty() {
             // publishes and acks only: nothing to wait for
@@ -432,6 +494,7 @@ impl Conversation {
             step: None,
             iterations: 0,
             pause_waiters: Vec::new(),
+            message_during_step: false,
         });
         self.spawn_step(ctx);
     }
@@ -441,6 +504,7 @@ impl Conversation {
     fn spawn_step(&mut self, ctx: &mut Context<Self>) {
         let Some(run) = self.run.as_mut() else { return };
         run.iterations += 1;
+        run.message_during_step = false;
         let input = StepInput {
             handle: ConversationHandle::new(self.state.id, ctx.address()),
             state: self.state.clone(),
@@ -456,15 +520,23 @@ impl Conversation {
     }
 
     fn step_done(&mut self, out: StepOutput, ctx: &mut Context<Self>) {
+        if out.session.core.is_some() {
+            self.core = out.session.core.clone();
+        }
         self.session = Some(out.session);
         let pause_requested = self
             .run
             .as_ref()
             .is_some_and(|r| !r.pause_waiters.is_empty());
+        let message_during_step = self.run.as_ref().is_some_and(|r| r.message_during_step);
         if let Some(run) = self.run.as_mut() {
             run.step = None;
         }
-        let result = match out.outcome {
+        let outcome = match out.outcome {
+            StepOutcome::Finished if message_during_step => StepOutcome::Continue,
+            other => other,
+        };
+        let result = match outcome {
             StepOutcome::Continue if pause_requested => {
                 self.apply_pause();
                 Ok(())
@@ -524,6 +596,9 @@ impl Conversation {
     /// Ends the active run: `full_state` for POST /run, answers to run and pause waiters.
     fn end_run(&mut self, result: Result<(), ApiError>) {
         let Some(run) = self.run.take() else { return };
+        if let Some(session) = self.session.as_mut() {
+            session.forget_log();
+        }
         if run.publish_full_state {
             self.publish_full_state();
         }
@@ -586,6 +661,54 @@ impl Conversation {
         })
     }
 
+    /// Accounts one LLM response in the stats and stages the `stats` state update.
+    fn record_usage(&mut self, m: RecordUsage) {
+        let entry = self
+            .state
+            .stats
+            .usage_to_metrics
+            .entry(m.usage_id)
+            .or_insert_with(|| crate::model::conversation::Metrics::new(&m.model));
+        let mut metrics = serde_json::to_value(&*entry)
+            .ok()
+            .and_then(|v| crate::llm::Metrics::from_json(&v))
+            .unwrap_or_else(|| crate::llm::Metrics::new(&m.model));
+        metrics.record(&m.response);
+        if let Ok(updated) = serde_json::from_value(metrics.full_json()) {
+            *entry = updated;
+        }
+        let value = self.state.stats.snapshot();
+        self.append(Event::state_update("stats", value));
+    }
+
+    /// Adds the agent context's knowledge (triggered skills, user message suffix) to a user
+    /// message (agent-behaviour §3.1.4) and records the newly activated skills.
+    fn extend_user_message(&mut self, event: &mut Event) {
+        let Event::Message(m) = event else { return };
+        let text = m
+            .llm_message
+            .content
+            .iter()
+            .filter_map(|c| c.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let agent = serde_json::to_value(&self.state.agent).unwrap_or(Value::Null);
+        let (extended, activated) = crate::agent::prompt::user_message_extension(
+            &agent,
+            &text,
+            &self.state.activated_knowledge_skills,
+        );
+        m.extended_content = extended
+            .iter()
+            .filter_map(|p| serde_json::from_value(p.clone()).ok())
+            .collect();
+        if !activated.is_empty() {
+            m.activated_skills = activated.clone();
+            self.state.activated_knowledge_skills.extend(activated);
+            self.state_dirty = true;
+        }
+    }
+
     fn history(&self) -> Vec<Event> {
         self.log
             .all_appended()
@@ -617,6 +740,12 @@ impl Actor for Conversation {
         self.staged.push(Staged::Publish { json, touch });
         if std::mem::take(&mut self.announce_created) {
             self.notify_info(InfoReason::Created);
+        } else if self.state.execution_status == ExecutionStatus::Running {
+            // loaded after the server stopped in the middle of a run: close the interrupted
+            // tool calls so the log is consistent and the conversation can run again
+            for e in seam::interrupted_observations(&self.history()) {
+                self.append(e);
+            }
         }
         self.flush(ctx);
     }
@@ -652,6 +781,31 @@ pub struct GetHistory;
 #[derive(Message)]
 #[rtype(result = "Vec<Arc<str>>")]
 pub struct GetHistoryJson;
+
+/// The API JSON of the events after the first `n` (append order; for the agent loop's
+/// incremental history).
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<str>>")]
+pub struct GetHistoryJsonSince(pub usize);
+
+/// Accounts one successful LLM response in the stats of `usage_id` (registered with `model` if
+/// new) and appends the `stats` state update (snapshot form). Replies once persisted.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct RecordUsage {
+    pub usage_id: String,
+    pub model: String,
+    pub response: crate::llm::LlmResponse,
+}
+
+/// What one agent step produced since its last flush, persisted in one batch: the usage of an
+/// LLM response (its `stats` update goes first) and the events derived from it.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<()>")]
+pub struct AppendStepEvents {
+    pub usage: Option<RecordUsage>,
+    pub events: Vec<Event>,
+}
 
 /// Starts a run. `wait`: POST /run (409 if a run is active; the reply resolves when the run
 /// ends and a `full_state` is published). Otherwise a background start that is a no-op while
@@ -790,6 +944,44 @@ impl Handler<GetHistoryJson> for Conversation {
     }
 }
 
+impl Handler<GetHistoryJsonSince> for Conversation {
+    type Result = MessageResult<GetHistoryJsonSince>;
+    fn handle(&mut self, m: GetHistoryJsonSince, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.log
+                .all_appended()
+                .skip(m.0)
+                .map(|e| e.json.clone())
+                .collect(),
+        )
+    }
+}
+
+impl Handler<RecordUsage> for Conversation {
+    type Result = MessageResult<RecordUsage>;
+    fn handle(&mut self, m: RecordUsage, ctx: &mut Context<Self>) -> Self::Result {
+        self.record_usage(m);
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
+impl Handler<AppendStepEvents> for Conversation {
+    type Result = MessageResult<AppendStepEvents>;
+    fn handle(&mut self, m: AppendStepEvents, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(u) = m.usage {
+            self.record_usage(u);
+        }
+        for e in m.events {
+            self.append(e);
+        }
+        let rx = self.ack();
+        self.flush(ctx);
+        MessageResult(rx)
+    }
+}
+
 impl Handler<Run> for Conversation {
     type Result = Result<oneshot::Receiver<Result<(), ApiError>>, ApiError>;
     fn handle(&mut self, msg: Run, ctx: &mut Context<Self>) -> Self::Result {
@@ -841,10 +1033,16 @@ impl Handler<SendMessage> for Conversation {
             self.set_status(ExecutionStatus::Idle);
         }
         let run = msg.run;
-        self.append(Event::user_message(crate::model::Message::new(
-            msg.role,
-            msg.content,
-        )));
+        let mut event = Event::user_message(crate::model::Message::new(msg.role, msg.content));
+        if self.state.agent.agent_context.is_some() {
+            self.extend_user_message(&mut event);
+        }
+        self.append(event);
+        if let Some(r) = self.run.as_mut()
+            && r.step.is_some()
+        {
+            r.message_during_step = true;
+        }
         if run && self.run.is_none() {
             self.start_run(ctx, false, None);
         }
@@ -934,6 +1132,9 @@ impl Handler<UpdateSecrets> for Conversation {
     ) -> Self::Result {
         for (name, s) in secrets {
             self.state.secret_registry.secret_sources.insert(name, s);
+        }
+        if let Some(core) = &self.core {
+            core.update_secrets(&self.state);
         }
         self.state_dirty = true;
         let rx = self.ack();
@@ -1086,24 +1287,37 @@ impl Handler<Shutdown> for Conversation {
         let batch = if m.delete {
             Vec::new()
         } else {
-            let state_files = self.state_dirty || self.meta_stale;
+            let state_files = if self.state_dirty || self.meta_stale || self.stats_dirty {
+                StateFiles::Both
+            } else {
+                StateFiles::None
+            };
             self.batch_files(&mut staged, state_files)
         };
         let journal = self.journal.clone();
         let dir = self.dir.clone();
         let delete = m.delete;
         let id = self.state.id;
-        let work = tokio::task::spawn_blocking(move || {
-            if delete {
-                remove_dir_best_effort(&dir);
-            } else if let Err(e) = journal
-                .lock()
-                .map_err(|_| std::io::Error::other("journal lock poisoned"))
-                .and_then(|mut j| j.write(&batch))
-            {
-                log::error!("conversation {id}: cannot write its state at shutdown: {e}");
+        // the shell (and its jobs) dies with the conversation
+        let core = self.core.take();
+        self.session = None;
+        let work = async move {
+            if let Some(core) = core {
+                core.runtime.close().await;
             }
-        });
+            tokio::task::spawn_blocking(move || {
+                if delete {
+                    remove_dir_best_effort(&dir);
+                } else if let Err(e) = journal
+                    .lock()
+                    .map_err(|_| std::io::Error::other("journal lock poisoned"))
+                    .and_then(|mut j| j.write(&batch))
+                {
+                    log::error!("conversation {id}: cannot write its state at shutdown: {e}");
+                }
+            })
+            .await
+        };
         let (done_tx, done_rx) = oneshot::channel::<()>();
         // `wait`: no other message is handled until the conversation has stopped
         ctx.wait(
@@ -1233,7 +1447,8 @@ pub fn create_record(
     ];
     let mut first = None;
     if log.is_empty() {
-        let mut event = seam::system_prompt_event(&state.agent);
+        let mut event = seam::system_prompt_event(&state.agent, &state.workspace.working_dir)
+            .map_err(std::io::Error::other)?;
         let p = log.prepare(&mut event)?;
         batch.push((format!("{}/{}", dir::EVENTS, p.file_name), p.bytes));
         first = Some(p.entry);

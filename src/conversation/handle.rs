@@ -129,6 +129,58 @@ impl ConversationHandle {
         Ok(self.addr.send(actor::GetHistoryJson).await?)
     }
 
+    /// The API JSON of the events appended after the first `from` ones (append order): an
+    /// agent loop keeping the log parsed fetches only what is new.
+    pub async fn history_json_since(&self, from: usize) -> Result<Vec<Arc<str>>, ApiError> {
+        Ok(self.addr.send(actor::GetHistoryJsonSince(from)).await?)
+    }
+
+    /// Accounts one successful LLM response of the LLM registered under `usage_id` (`model`:
+    /// its configured model string) and appends the `stats` state update; resolves once
+    /// persisted.
+    pub async fn record_usage(
+        &self,
+        usage_id: String,
+        model: String,
+        response: crate::llm::LlmResponse,
+    ) -> Result<(), ApiError> {
+        acked(
+            self.addr
+                .send(actor::RecordUsage {
+                    usage_id,
+                    model,
+                    response,
+                })
+                .await,
+        )
+        .await
+    }
+
+    /// One batch of an agent step: the usage of an LLM response (`(usage_id, model, response)`,
+    /// its `stats` update first) and events given as JSON objects; persisted together.
+    pub async fn append_step_events(
+        &self,
+        usage: Option<(String, String, crate::llm::LlmResponse)>,
+        events: Vec<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        let events = events
+            .into_iter()
+            .map(serde_json::from_value::<Event>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::internal(format!("invalid event: {e}")))?;
+        let usage = usage.map(|(usage_id, model, response)| actor::RecordUsage {
+            usage_id,
+            model,
+            response,
+        });
+        acked(
+            self.addr
+                .send(actor::AppendStepEvents { usage, events })
+                .await,
+        )
+        .await
+    }
+
     /// Appends events given as JSON objects (API form, `kind` first); a value that is not an
     /// event is an error and nothing is appended.
     pub async fn append_json(&self, events: Vec<serde_json::Value>) -> Result<(), ApiError> {

@@ -92,8 +92,15 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A conversation whose LLM (a fake that keeps answering with text) finishes every run in one step.
 async fn new_conversation(reg: &RegistryHandle, dir: &std::path::Path) -> ConversationHandle {
-    let body = json!({"agent": {"llm": {"model": "m", "api_key": "k"}}, "workspace": {"working_dir": dir.join("ws").to_string_lossy()}});
+    let reply = json!({"id": "chatcmpl-t", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "Done."}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}});
+    // the fake keeps serving after its handle is dropped (its task lives on the test runtime)
+    let fake =
+        crate::llm::fake::FakeServer::start(vec![crate::llm::fake::Reply::json(200, &reply)]).await;
+    let body = json!({"agent": {"llm": {"model": "openai/fake-model", "base_url": format!("{}/v1", fake.base), "api_key": "k", "num_retries": 0}},
+        "workspace": {"working_dir": dir.join("ws").to_string_lossy()}});
     let req = requests::start_conversation(&body).unwrap();
     reg.start_conversation(req).await.unwrap().2
 }
@@ -103,7 +110,7 @@ fn describe(v: &Value) -> String {
         Some("ConversationStateUpdateEvent") => format!(
             "state:{}={}",
             v["key"].as_str().unwrap(),
-            if v["key"] == "full_state" {
+            if v["key"] == "full_state" || v["key"] == "stats" {
                 "*".into()
             } else {
                 v["value"].to_string()
@@ -147,13 +154,15 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
 
     h.run().await.unwrap();
     h.pause().await.unwrap();
-    wait_until("frames", || live.frames.lock().unwrap().len() >= 5).await;
+    wait_until("frames", || live.frames.lock().unwrap().len() >= 7).await;
     let seq: Vec<String> = live.frames.lock().unwrap().iter().map(describe).collect();
     assert_eq!(
         seq,
         [
             "state:full_state=*",
             "state:execution_status=\"running\"",
+            "state:stats=*",
+            "MessageEvent",
             "state:execution_status=\"finished\"",
             "state:full_state=*",
             "state:full_state=*", // pause on a finished conversation changes nothing but publishes
@@ -180,7 +189,7 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
     let fs = live.frames.lock().unwrap()[0]["value"].clone();
     assert_eq!(fs["agent"]["llm"]["api_key"], "**********");
     assert!(fs.get("security_analyzer").is_none());
-    assert!(fs["agent"]["llm"].get("base_url").is_none());
+    assert!(fs["agent"]["llm"].get("aws_region_name").is_none());
     assert!(live.disconnects.lock().unwrap().is_empty());
     reg.shutdown().await;
 }

@@ -110,7 +110,19 @@ pub fn build_body(
                 push(&mut out, "assistant", content);
             }
             "tool" => {
-                let inner = blocks(m.get("content").unwrap_or(&Value::Null));
+                // like the reference (litellm), text parts of a tool result carry an explicit
+                // `cache_control: null` (the marker, if any, sits on the tool_result itself)
+                let inner: Vec<Value> = blocks(m.get("content").unwrap_or(&Value::Null))
+                    .into_iter()
+                    .map(|mut b| {
+                        if b.get("type").and_then(Value::as_str) == Some("text")
+                            && let Some(o) = b.as_object_mut()
+                        {
+                            o.entry("cache_control").or_insert(Value::Null);
+                        }
+                        b
+                    })
+                    .collect();
                 let mut result = json!({"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": inner});
                 if features.prompt_cache && m.get("cache_control").is_some() {
                     result["cache_control"] = m["cache_control"].clone();
@@ -149,7 +161,13 @@ pub fn build_body(
             .iter()
             .map(|t| {
                 let f = t.get("function").unwrap_or(t);
-                json!({"name": f["name"], "input_schema": f["parameters"], "description": f["description"]})
+                // the input schema keeps only these keys (the reference drops e.g. the
+                // top-level description of `think`)
+                let mut schema = f["parameters"].clone();
+                if let Some(o) = schema.as_object_mut() {
+                    o.retain(|k, _| matches!(k.as_str(), "type" | "properties" | "required"));
+                }
+                json!({"name": f["name"], "input_schema": schema, "description": f["description"]})
             })
             .collect();
         body.insert("tools".into(), Value::Array(tools));
@@ -293,7 +311,7 @@ mod tests {
                     {"role": "assistant", "content": [{"type": "text", "text": "ok"},
                         {"type": "tool_use", "id": "toolu_1", "name": "terminal", "input": {"command": "echo", "security_risk": "LOW"}}]},
                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                        "content": [{"type": "text", "text": "out"}], "cache_control": {"type": "ephemeral"}}]}
+                        "content": [{"type": "text", "text": "out", "cache_control": null}], "cache_control": {"type": "ephemeral"}}]}
                 ],
                 "max_tokens": 64000,
                 "tools": [{"name": "terminal", "input_schema": {"type": "object"}, "description": "d"}],

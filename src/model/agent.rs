@@ -1,6 +1,7 @@
 //! Agent configuration (EVENTS.md §6.5, §6.10): `Agent`, `LLM` with every default the reference
 //! echoes, `AgentContext`/skills, condensers and tool specs. Secret fields are [`Secret`]s.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -8,14 +9,16 @@ use super::secret::{self, Secret};
 use super::wire::skip_none;
 
 /// The `"kind": "Agent"` tag (the only agent class).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 pub enum AgentKind {
     #[default]
     Agent,
 }
 
 /// The LLM settings (`llm/llm.py`), keys in the reference's order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "LLM")]
 #[serde(deny_unknown_fields)]
 pub struct Llm {
     #[serde(default = "d_model")]
@@ -220,7 +223,8 @@ impl Llm {
 }
 
 /// `{"name": str, "params": {}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Tool")]
 pub struct ToolSpec {
     pub name: String,
     #[serde(default)]
@@ -228,22 +232,25 @@ pub struct ToolSpec {
 }
 
 /// A skill of the agent context.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Skill {
     pub name: String,
     pub content: String,
     /// `null`, `{"type":"keyword","keywords":[...]}` or `{"type":"task","triggers":[...]}`.
+    #[schemars(with = "Option<crate::openapi::schemas::SkillTrigger>")]
     #[serde(default, skip_serializing_if = "skip_none")]
     pub trigger: Option<Value>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub mcp_tools: Option<Value>,
+    #[schemars(with = "Vec<crate::openapi::schemas::InputMetadata>")]
     #[serde(default)]
     pub inputs: Vec<Value>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "AgentContext-Output")]
 pub struct AgentContext {
     #[serde(default)]
     pub skills: Vec<Skill>,
@@ -258,7 +265,8 @@ pub struct AgentContext {
 }
 
 /// Context condensers (`kind`-tagged).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "CondenserBase")]
 #[serde(tag = "kind")]
 pub enum Condenser {
     LLMSummarizingCondenser {
@@ -305,7 +313,8 @@ impl Condenser {
 }
 
 /// The agent (`kind: "Agent"`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "Agent-Output")]
 pub struct Agent {
     #[serde(default)]
     pub kind: AgentKind,

@@ -3,6 +3,7 @@
 //! `ConversationInfo`, `StoredConversation` (`meta.json`) and the request bodies.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,7 +14,8 @@ use super::secret::{self, Headers, Secret};
 use super::wire::skip_none;
 
 /// `execution_status` (EVENTS.md §3.1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "ConversationExecutionStatus")]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     #[default]
@@ -55,7 +57,8 @@ impl ExecutionStatus {
 }
 
 /// A risk threshold of `ConfirmRisky` (`UNKNOWN` is rejected on input).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Threshold {
     Low,
@@ -65,7 +68,8 @@ pub enum Threshold {
 }
 
 /// Confirmation policies (EVENTS.md §6.6).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "ConfirmationPolicyBase")]
 #[serde(tag = "kind")]
 pub enum ConfirmationPolicy {
     AlwaysConfirm {},
@@ -93,14 +97,16 @@ impl ConfirmationPolicy {
 }
 
 /// Security analyzers (EVENTS.md §6.7): only the LLM one exists.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 #[serde(tag = "kind")]
 pub enum SecurityAnalyzer {
     LLMSecurityAnalyzer {},
 }
 
 /// A secret source (EVENTS.md §6.8).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 #[serde(tag = "kind")]
 pub enum SecretSource {
     StaticSecret {
@@ -138,27 +144,30 @@ impl SecretSource {
 pub type SecretMap = IndexMap<String, SecretSource>;
 
 /// `{"secret_sources": {...}}`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "SecretRegistry-Output")]
 pub struct SecretRegistry {
     #[serde(default)]
     pub secret_sources: SecretMap,
 }
 
 /// The `"kind": "LocalWorkspace"` tag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 pub enum WorkspaceKind {
     #[default]
     LocalWorkspace,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "LocalWorkspace")]
 pub struct Workspace {
     #[serde(default)]
     pub kind: WorkspaceKind,
     pub working_dir: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenUsage {
     #[serde(default)]
     pub model: String,
@@ -180,7 +189,7 @@ pub struct TokenUsage {
     pub response_id: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Cost {
     pub model: String,
     pub cost: f64,
@@ -188,7 +197,7 @@ pub struct Cost {
     pub timestamp: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResponseLatency {
     pub model: String,
     pub latency: f64,
@@ -196,7 +205,7 @@ pub struct ResponseLatency {
 }
 
 /// Metrics of one LLM (full form with lists: ConversationInfo, `full_state`, `base_state.json`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Metrics {
     #[serde(default)]
     pub model_name: String,
@@ -239,7 +248,8 @@ impl Metrics {
 }
 
 /// `{"usage_to_metrics": {usage_id: Metrics}}`, in registration order.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "ConversationStats-Output")]
 pub struct ConversationStats {
     #[serde(default)]
     pub usage_to_metrics: IndexMap<String, Metrics>,
@@ -269,7 +279,8 @@ impl ConversationStats {
 }
 
 /// The conversation state (`base_state.json`, `full_state`, first part of ConversationInfo).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 pub struct ConversationState {
     /// Dashed in every JSON form.
     pub id: Uuid,
@@ -303,18 +314,19 @@ pub fn d_max_iterations() -> i64 {
 }
 
 /// ConversationInfo: the state, then `title`, `metrics`, `created_at`, `updated_at`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ConversationInfo<'a> {
     #[serde(flatten)]
     pub state: &'a ConversationState,
     pub title: Option<&'a str>,
+    #[schemars(with = "Option<crate::openapi::schemas::MetricsSnapshot>")]
     pub metrics: Option<&'a Value>,
     pub created_at: &'a str,
     pub updated_at: &'a str,
 }
 
 /// SendMessageRequest (POST .../events, `initial_message`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendMessageRequest {
     #[serde(default)]
     pub role: Role,
@@ -325,15 +337,23 @@ pub struct SendMessageRequest {
 }
 
 /// A validated start request (API.md §2.1).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, JsonSchema)]
 pub struct StartConversationRequest {
     pub agent: Agent,
     pub workspace: Workspace,
+    /// Reuse this id; a loaded conversation with it is returned unchanged.
+    #[schemars(default)]
     pub conversation_id: Option<Uuid>,
+    #[schemars(default)]
     pub confirmation_policy: ConfirmationPolicy,
+    /// Sent as the first user message; it starts a run.
+    #[schemars(default)]
     pub initial_message: Option<SendMessageRequest>,
+    #[schemars(default = "d_max_iterations", range(min = 1))]
     pub max_iterations: i64,
+    #[schemars(default = "d_true")]
     pub stuck_detection: bool,
+    #[schemars(default)]
     pub secrets: SecretMap,
 }
 

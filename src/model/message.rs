@@ -1,13 +1,15 @@
 //! LLM messages and their content (EVENTS.md §4.1–4.2): `TextContent`, `ImageContent`,
 //! `Message`, `MessageToolCall`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::wire::skip_none;
 
 /// The `"type": "text"` tag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 pub enum TextTag {
     #[default]
     #[serde(rename = "text")]
@@ -15,7 +17,8 @@ pub enum TextTag {
 }
 
 /// The `"type": "image"` tag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 pub enum ImageTag {
     #[default]
     #[serde(rename = "image")]
@@ -23,7 +26,7 @@ pub enum ImageTag {
 }
 
 /// `{"cache_prompt": false, "type": "text", "text": str}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TextContent {
     #[serde(default)]
@@ -44,7 +47,7 @@ impl TextContent {
 }
 
 /// `{"cache_prompt": false, "type": "image", "image_urls": [str]}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageContent {
     #[serde(default)]
@@ -55,7 +58,8 @@ pub struct ImageContent {
 }
 
 /// One content item of a message or observation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 #[serde(untagged)]
 pub enum Content {
     Text(TextContent),
@@ -72,7 +76,8 @@ impl Content {
 }
 
 /// `role` of a message.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     #[default]
@@ -83,7 +88,7 @@ pub enum Role {
 }
 
 /// A tool call requested by the LLM: `{"id","name","arguments","origin"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MessageToolCall {
     pub id: String,
     pub name: String,
@@ -99,7 +104,7 @@ fn default_origin() -> String {
 }
 
 /// An LLM message (`llm/message.py`); every key is present in the API form.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Message {
     pub role: Role,
     #[serde(default)]
@@ -123,9 +128,11 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "skip_none")]
     pub reasoning_content: Option<String>,
     /// ThinkingBlock / RedactedThinkingBlock objects, kept as sent.
+    #[schemars(with = "Vec<crate::openapi::schemas::AnyThinkingBlock>")]
     #[serde(default)]
     pub thinking_blocks: Vec<Value>,
     /// ReasoningItemModel, kept as sent.
+    #[schemars(with = "Option<crate::openapi::schemas::ReasoningItemModel>")]
     #[serde(default, skip_serializing_if = "skip_none")]
     pub responses_reasoning_item: Option<Value>,
 }

@@ -5,6 +5,7 @@
 //! [`secret::SecretMode`].
 
 pub mod agent;
+pub mod api;
 pub mod conversation;
 pub mod events;
 pub mod message;

@@ -11,7 +11,8 @@ use crate::conversation::{ConversationHandle, RegistryHandle, seam};
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs, path_uuid};
 use crate::loc;
-use crate::model::{Event, ExecutionStatus, requests};
+use crate::model::api::{AskAgentResponse, GenerateTitleResponse, Success};
+use crate::model::{ExecutionStatus, requests};
 use crate::webhooks::WebhookHub;
 
 /// Batch get accepts fewer than this many ids (DEVIATIONS #12: 422 instead of the assert's 500).
@@ -86,7 +87,7 @@ pub fn page_json<S: AsRef<str>>(items: &[S], next: Option<&str>) -> String {
 }
 
 fn success(ok: bool) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "success": ok }))
+    HttpResponse::Ok().json(Success { success: ok })
 }
 
 fn status_query(c: &mut Checker, q: &QueryPairs) -> Option<ExecutionStatus> {
@@ -290,16 +291,6 @@ fn unknown_500() -> ApiError {
     ApiError::http_5xx(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
-/// `s` stripped and cut to `max_length - 3` characters plus `...` when longer.
-fn truncate_title(s: &str, max_length: usize) -> String {
-    let s = s.trim();
-    if s.chars().count() <= max_length {
-        return s.to_string();
-    }
-    let keep: String = s.chars().take(max_length.saturating_sub(3)).collect();
-    format!("{keep}...")
-}
-
 async fn generate_title(
     reg: web::Data<RegistryHandle>,
     path: web::Path<String>,
@@ -318,33 +309,8 @@ async fn generate_title(
     };
     let (max_length, llm) = requests::generate_title(&body)?;
     let h = reg.get(id).await?.ok_or_else(unknown_500)?;
-    let history = h.history().await?;
-    let first = history.iter().find_map(|e| match e {
-        Event::Message(m) if m.source == crate::model::Source::User => Some(
-            m.llm_message
-                .content
-                .iter()
-                .filter_map(|c| c.text())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        _ => None,
-    });
-    let Some(text) = first else {
-        return Err(ApiError::internal(
-            "No user messages found in conversation events",
-        ));
-    };
-    // SEAM (agent loop): the title LLM is the given one, else the agent's
-    let llm = match llm {
-        Some(l) => l,
-        None => h.state().await?.agent.llm,
-    };
-    let title = match seam::generate_title_with_llm(&llm, &text, max_length).await {
-        Some(t) if !t.trim().is_empty() => truncate_title(&t, max_length),
-        _ => truncate_title(&text, max_length),
-    };
-    Ok(HttpResponse::Ok().json(json!({ "title": title })))
+    let title = seam::generate_title(&h, max_length, llm).await?;
+    Ok(HttpResponse::Ok().json(GenerateTitleResponse { title }))
 }
 
 async fn ask_agent(
@@ -355,27 +321,13 @@ async fn ask_agent(
     let id = path_uuid(&path, "conversation_id")?;
     let question = requests::ask_agent(&body)?;
     let h = reg.get(id).await?.ok_or_else(unknown_500)?;
-    // SEAM (agent loop): one extra completion over the history
-    let state = h.state().await?;
-    let history = h.history().await?;
-    let response = seam::ask_agent(&state, &history, &question)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "response": response })))
+    let response = seam::ask_agent(&h, &question).await?;
+    Ok(HttpResponse::Ok().json(AskAgentResponse { response }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn titles_are_cut_like_the_reference() {
-        assert_eq!(
-            truncate_title("  SCENARIO: something long  ", 10),
-            "SCENARI..."
-        );
-        assert_eq!(truncate_title("short", 10), "short");
-    }
 
     #[test]
     fn pages_are_built_from_raw_json() {

@@ -2,10 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http::validate::QueryPairs;
+use crate::model::api::DesktopUrlResponse;
 use crate::sidecar::desktop::DesktopHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,5 +22,5 @@ async fn url(desktop: web::Data<DesktopHandle>, q: QueryPairs) -> Result<HttpRes
     };
     let base_url = q.get("base_url").unwrap_or("http://localhost:8002");
     let url = running.then(|| format!("{base_url}/vnc.html?autoconnect=1&resize=remote"));
-    Ok(HttpResponse::Ok().json(json!({ "url": url })))
+    Ok(HttpResponse::Ok().json(DesktopUrlResponse { url }))
 }

@@ -10,6 +10,7 @@ use crate::conversation::{ConversationHandle, RegistryHandle};
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{Checker, JsonBody, QueryPairs, path_uuid};
 use crate::loc;
+use crate::model::api::Success;
 use crate::model::events::kind_from_filter;
 use crate::model::{Source, requests};
 use crate::store::event_log::EventFilter;
@@ -173,7 +174,7 @@ async fn send_message(
     let msg = requests::send_message(&body)?;
     let h = find(&reg, id).await?;
     h.send_message(msg).await?;
-    Ok(HttpResponse::Ok().json(json!({"success": true})))
+    Ok(HttpResponse::Ok().json(Success::OK))
 }
 
 async fn respond_to_confirmation(
@@ -185,5 +186,5 @@ async fn respond_to_confirmation(
     let (accept, reason) = requests::respond_to_confirmation(&body)?;
     let h = find(&reg, id).await?;
     h.respond_to_confirmation(accept, reason).await?;
-    Ok(HttpResponse::Ok().json(json!({"success": true})))
+    Ok(HttpResponse::Ok().json(Success::OK))
 }

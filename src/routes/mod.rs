@@ -4,6 +4,7 @@
 pub mod bash;
 pub mod conversations;
 pub mod desktop;
+pub mod docs;
 pub mod events;
 pub mod events_socket;
 pub mod files;
@@ -17,6 +18,7 @@ use actix_web::web;
 /// Registers every route of the server.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
+    docs::configure(cfg);
     conversations::configure(cfg);
     events::configure(cfg);
     tools::configure(cfg);

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::model::api::ServerInfo;
 use crate::state::Activity;
 
 /// The server's title and version as reported by `/server_info`.
@@ -28,14 +29,14 @@ async fn health() -> HttpResponse {
 }
 
 async fn server_info(activity: web::Data<Activity>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "uptime": activity.uptime(),
-        "idle_time": activity.idle_time(),
-        "title": TITLE,
-        "version": VERSION,
-        "docs": "/docs",
-        "redoc": "/redoc",
-    }))
+    HttpResponse::Ok().json(ServerInfo {
+        uptime: activity.uptime(),
+        idle_time: activity.idle_time(),
+        title: TITLE,
+        version: VERSION,
+        docs: "/docs",
+        redoc: "/redoc",
+    })
 }
 
 fn static_dir(cfg: &Config) -> Option<&std::path::Path> {

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http::validate::QueryPairs;
+use crate::model::api::VscodeUrlResponse;
 use crate::sidecar::vscode::VscodeHandle;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -26,7 +27,7 @@ async fn url(vscode: web::Data<VscodeHandle>, q: QueryPairs) -> Result<HttpRespo
     let url = state
         .token
         .map(|t| format!("{base_url}/?tkn={t}&folder={workspace_dir}"));
-    Ok(HttpResponse::Ok().json(json!({ "url": url })))
+    Ok(HttpResponse::Ok().json(VscodeUrlResponse { url }))
 }
 
 /// `GET /api/vscode/status`: `{"running", "enabled"}` (plus a message when disabled).

@@ -232,8 +232,7 @@ pub fn load_for_resume(dir: &Path) -> Result<Resumed, LoadError> {
     let found = match base {
         Some(base) => {
             files::remove_temp_files(dir);
-            let Loaded { log, warnings } =
-                EventLog::load_settled(dir.join(EVENTS), &mut replayed)?;
+            let Loaded { log, warnings } = EventLog::load_settled(dir.join(EVENTS), &mut replayed)?;
             for w in warnings {
                 log::warn!("{}: {w}", dir.display());
             }

@@ -1,6 +1,7 @@
 //! Durable file writes: temp file in the same directory, fsync, rename over the target, fsync
 //! of the directory. A crash leaves either the old file or the new one (plus, at worst, a
-//! stray temp file that loaders ignore and remove).
+//! stray temp file that loaders ignore and remove). [`write_unsynced`] is the same write without
+//! the syncs, for files a conversation's journal makes durable.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -565,7 +565,10 @@ mod tests {
         fs::remove_file(dir.join("events/event-00000-a.json")).unwrap();
         fs::write(dir.join("meta.json"), b"").unwrap();
         let mut r = replay(&dir).unwrap();
-        assert_eq!(r.unsettled_under("events/"), vec!["events/event-00000-a.json"]);
+        assert_eq!(
+            r.unsettled_under("events/"),
+            vec!["events/event-00000-a.json"]
+        );
         assert!(r.has("meta.json"));
         // a loader settles what it reads: the empty meta.json comes back from the journal
         let got = r.settle(&dir, "meta.json", Some(Vec::new())).unwrap();

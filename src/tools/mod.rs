@@ -279,18 +279,19 @@ impl ToolRuntime {
             Some(ToolKind::Terminal) => self.terminal.execute(action).await,
             Some(ToolKind::FileEditor) => {
                 let (editor, a) = (self.editor.clone(), action.clone());
-                tokio::task::spawn_blocking(move || editor.run(&a)).await.unwrap_or_else(|e| {
-                    json!({"kind": "FileEditorObservation", "content": [text_part(&format!("file_editor failed: {e}"))],
-                        "is_error": true, "command": action.get("command").cloned().unwrap_or(json!("view")),
-                        "path": null, "prev_exist": true, "old_content": null, "new_content": null})
-                })
+                tokio::task::spawn_blocking(move || editor.run(&a))
+                    .await
+                    .unwrap_or_else(|e| {
+                        error_observation(action, &format!("file_editor failed: {e}"))
+                    })
             }
             Some(ToolKind::TaskTracker) => {
                 let (tasks, a) = (self.tasks.clone(), action.clone());
-                tokio::task::spawn_blocking(move || tasks.run(&a)).await.unwrap_or_else(|e| {
-                    json!({"kind": "TaskTrackerObservation", "content": [text_part(&format!("task_tracker failed: {e}"))],
-                        "is_error": true, "command": action.get("command").cloned().unwrap_or(json!("view")), "task_list": []})
-                })
+                tokio::task::spawn_blocking(move || tasks.run(&a))
+                    .await
+                    .unwrap_or_else(|e| {
+                        error_observation(action, &format!("task_tracker failed: {e}"))
+                    })
             }
             Some(ToolKind::Finish) => {
                 let message = action
@@ -311,6 +312,44 @@ impl ToolRuntime {
     /// Stops the terminal (kills the shell and its jobs).
     pub async fn close(&self) {
         self.terminal.close().await;
+    }
+}
+
+/// An error observation of the tool that takes `action` (its own observation kind and fields),
+/// for results the tool itself could not produce: an executor failure (DEVIATIONS #16) or a
+/// call interrupted by a server restart.
+pub fn error_observation(action: &Value, text: &str) -> Value {
+    let kind = action
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let command = action.get("command").cloned().unwrap_or(Value::Null);
+    match ToolKind::for_action(kind) {
+        Some(ToolKind::Terminal) => {
+            json!({"kind": "TerminalObservation", "content": [text_part(text)], "is_error": true,
+                "command": command.as_str().unwrap_or_default(), "exit_code": null, "timeout": false,
+                "metadata": {"exit_code": -1, "pid": -1, "username": null, "hostname": null, "working_dir": null,
+                    "py_interpreter_path": null, "prefix": "", "suffix": ""},
+                "full_output_save_dir": null})
+        }
+        Some(ToolKind::FileEditor) => {
+            json!({"kind": "FileEditorObservation", "content": [text_part(text)], "is_error": true,
+                "command": if command.is_null() { json!("view") } else { command },
+                "path": null, "prev_exist": true, "old_content": null, "new_content": null})
+        }
+        Some(ToolKind::TaskTracker) => {
+            json!({"kind": "TaskTrackerObservation", "content": [text_part(text)], "is_error": true,
+                "command": if command.is_null() { json!("view") } else { command }, "task_list": []})
+        }
+        Some(ToolKind::Finish) => {
+            json!({"kind": "FinishObservation", "content": [text_part(text)], "is_error": true})
+        }
+        Some(ToolKind::Think) => {
+            json!({"kind": "ThinkObservation", "content": [text_part(text)], "is_error": true})
+        }
+        None => {
+            json!({"kind": "AgentErrorObservation", "content": [text_part(text)], "is_error": true})
+        }
     }
 }
 

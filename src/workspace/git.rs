@@ -10,6 +10,7 @@ use git2::{
     Delta, DiffOptions, Direction, ObjectType, Repository, RepositoryOpenFlags, Status,
     StatusOptions, Tree,
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Files larger than this are refused by `diff`.
@@ -20,7 +21,7 @@ const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 /// How a file differs from the ref. `Moved` exists in the schema but is never produced: renames
 /// are reported as a deletion and an addition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum GitChangeStatus {
     Added,
@@ -30,14 +31,14 @@ pub enum GitChangeStatus {
 }
 
 /// One entry of `GET /api/git/changes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct GitChange {
     pub status: GitChangeStatus,
     pub path: String,
 }
 
 /// The body of `GET /api/git/diff`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct GitDiff {
     pub modified: Option<String>,
     pub original: Option<String>,

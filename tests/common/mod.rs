@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
 pub mod proc;
 pub mod raw;
 pub mod routes;

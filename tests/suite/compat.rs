@@ -458,7 +458,6 @@ async fn chat(
 }
 
 #[tokio::test]
-#[ignore = "needs the agent loop (issue 4)"]
 async fn reference_secrets_are_decrypted() {
     let llm = FakeLlm::start();
     let l = Loaded::start(&llm.url);

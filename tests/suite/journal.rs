@@ -28,7 +28,7 @@ async fn create(s: &TestServer) -> String {
 async fn texts(s: &TestServer, id: &str) -> Vec<String> {
     let (st, v) = s
         .get_json(&format!(
-            "/api/conversations/{id}/events/search?kind=MessageEvent&limit=100"
+            "/api/conversations/{id}/events/search?kind=openhands.sdk.event.llm_convertible.message.MessageEvent&limit=100"
         ))
         .await;
     assert_eq!(st, 200, "{v}");

@@ -141,7 +141,9 @@ async fn messages_past_the_size_cap_get_a_413_and_append_nothing() {
     })
     .await;
     let (_, page) = s
-        .get_json(&format!("{events}/search?limit=100&kind=MessageEvent"))
+        .get_json(&format!(
+            "{events}/search?limit=100&kind=openhands.sdk.event.llm_convertible.message.MessageEvent"
+        ))
         .await;
     let texts: Vec<&str> = page["items"]
         .as_array()

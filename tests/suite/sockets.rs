@@ -22,7 +22,8 @@ pub async fn create_conversation(s: &TestServer) -> String {
         .post_json(
             "/api/conversations",
             &json!({
-                "agent": {"llm": {"model": "openai/fake-model", "api_key": "sk-test"}, "tools": []},
+                "agent": {"llm": {"model": "openai/fake-model", "api_key": "sk-test",
+                    "base_url": crate::common::fake_llm::shared_text_llm(), "num_retries": 0}, "tools": []},
                 "workspace": {"working_dir": ws},
             }),
         )
@@ -423,7 +424,10 @@ async fn client_text_frames_are_user_messages() {
     assert_eq!(running["key"], "execution_status");
     assert_eq!(running["value"], "running");
     let log = log_events(&s, &id).await;
-    let messages: Vec<&Value> = log.iter().filter(|e| e["kind"] == "MessageEvent").collect();
+    let messages: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["kind"] == "MessageEvent" && e["source"] == "user")
+        .collect();
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0]["id"], msg["id"]);
 }

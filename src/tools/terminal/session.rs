@@ -26,8 +26,14 @@ const PTY_COLS: u16 = 1000;
 
 /// The prompt: one field per line (robust against quotes in paths).
 /// `#` is written as the prompt escape `\043`, so the echo of the set-up line itself never looks
-/// like a prompt block.
-const PS1: &str = r#"\n\043\043\043PS1JSON\043\043\043\n$?\n$!\n\u\n\h\n$(pwd)\n$(command -v python || echo "")\n\043\043\043PS1END\043\043\043\n"#;
+/// like a prompt block. Nothing in it forks: the exit code and the Python interpreter are
+/// gathered by [`PROMPT_FN`] (run as `PROMPT_COMMAND` before the prompt is shown), the working
+/// directory is `$PWD`.
+const PS1: &str = r#"\n\043\043\043PS1JSON\043\043\043\n${__oh_ec}\n$!\n\u\n\h\n${PWD}\n${__oh_py}\n\043\043\043PS1END\043\043\043\n"#;
+
+/// Keeps `$?` of the command that just ended and looks `python` up in `PATH` (`hash` searches
+/// `PATH` again each time and records the result in `BASH_CMDS`, without a subshell).
+const PROMPT_FN: &str = "__oh_prompt() { __oh_ec=$?; __oh_py=; if hash python 2>/dev/null; then __oh_py=${BASH_CMDS[python]}; fi; }";
 
 /// What a prompt block reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +231,7 @@ impl BashSession {
             last_prompt: None,
         };
         let setup = format!(
-            "stty -echo -onlcr 2>/dev/null; set +H; unset PROMPT_COMMAND; export PS2=''; PS1='{PS1}'\n"
+            "stty -echo -onlcr 2>/dev/null; set +H; {PROMPT_FN}; PROMPT_COMMAND=__oh_prompt; export PS2=''; PS1='{PS1}'\n"
         );
         session.write(setup.as_bytes()).await?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
