@@ -2,6 +2,7 @@
 //! non-LLM events dropped, unmatched actions/observations hidden) and the conversion of each
 //! event to Chat Completions messages, in log order, byte-compatible with `llm-captures/`.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
@@ -41,6 +42,13 @@ fn str_field<'a>(e: &'a Value, k: &str) -> &'a str {
 /// The LLM view of a log (§3.1.1). The synthetic summary appears as a
 /// `{"kind":"CondensationSummaryEvent","source":"environment","summary":…}` object.
 pub fn view(events: &[Value]) -> Vec<Value> {
+    view_refs(events).into_iter().map(Cow::into_owned).collect()
+}
+
+/// [`view`] borrowing the log's events instead of copying them (the agent loop builds a view
+/// every step; copying the whole log, system prompt and tools included, was most of a step's
+/// CPU).
+fn view_refs(events: &[Value]) -> Vec<Cow<'_, Value>> {
     let mut forgotten: HashSet<&str> = HashSet::new();
     let mut latest_summary: Option<(String, usize)> = None;
     for e in events.iter().filter(|e| kind(e) == "Condensation") {
@@ -67,7 +75,7 @@ pub fn view(events: &[Value]) -> Vec<Value> {
         .filter(|e| kind(e) == "ActionEvent" && forgotten.contains(str_field(e, "id")))
         .filter_map(|e| e.get("llm_response_id").and_then(Value::as_str))
         .collect();
-    let mut kept: Vec<Value> = events
+    let mut kept: Vec<Cow<'_, Value>> = events
         .iter()
         .filter(|e| LLM_KINDS.contains(&kind(e)))
         .filter(|e| !forgotten.contains(str_field(e, "id")))
@@ -77,11 +85,14 @@ pub fn view(events: &[Value]) -> Vec<Value> {
                     .and_then(Value::as_str)
                     .is_some_and(|r| forgotten_batches.contains(r)))
         })
-        .cloned()
+        .map(Cow::Borrowed)
         .collect();
     if let Some((summary, offset)) = latest_summary {
         let at = offset.min(kept.len());
-        kept.insert(at, json!({"kind": "CondensationSummaryEvent", "source": "environment", "summary": summary}));
+        kept.insert(
+            at,
+            Cow::Owned(json!({"kind": "CondensationSummaryEvent", "source": "environment", "summary": summary})),
+        );
     }
     let action_calls: HashSet<String> = kept
         .iter()
@@ -177,10 +188,14 @@ fn add_reasoning(msg: &mut Map<String, Value>, source: &Value) {
 
 /// Converts a view into Chat Completions messages (§3.1.2).
 pub fn to_messages(view: &[Value]) -> Vec<Value> {
+    convert(view)
+}
+
+fn convert<V: Borrow<Value>>(view: &[V]) -> Vec<Value> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < view.len() {
-        let e = &view[i];
+        let e: &Value = view[i].borrow();
         match kind(e) {
             "SystemPromptEvent" => {
                 let prompt = e
@@ -207,14 +222,15 @@ pub fn to_messages(view: &[Value]) -> Vec<Value> {
                 let mut calls = Vec::new();
                 let mut j = i;
                 while j < view.len()
-                    && kind(&view[j]) == "ActionEvent"
+                    && kind(view[j].borrow()) == "ActionEvent"
                     && view[j]
+                        .borrow()
                         .get("llm_response_id")
                         .cloned()
                         .unwrap_or(Value::Null)
                         == response_id
                 {
-                    let tc = &view[j]["tool_call"];
+                    let tc = &view[j].borrow()["tool_call"];
                     calls.push(json!({"id": tc["id"], "type": "function", "function": {"name": tc["name"], "arguments": tc["arguments"]}}));
                     j += 1;
                 }
@@ -270,7 +286,7 @@ pub fn to_messages(view: &[Value]) -> Vec<Value> {
 
 /// `to_messages(view(events))`.
 pub fn build_messages(events: &[Value]) -> Vec<Value> {
-    to_messages(&view(events))
+    convert(&view_refs(events))
 }
 
 /// The `tools` array recorded in the log's SystemPromptEvent.
