@@ -14,7 +14,7 @@
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
 //! - [`openapi`]: the OpenAPI document (route table + route docs + the model's own schemas)
-//!   served at `/openapi.json`, and the offline `/docs` page.
+//!   served at `/openapi.json` (built on its first request), and the offline `/docs` page.
 //! - [`store`]: persistence without actix: event log and index, conversation directories, cipher.
 //! - [`workspace`]: pure cores of the file and git routes (paths, downloads, uploads, trajectory
 //!   zip, git changes and diffs).
@@ -87,8 +87,9 @@ impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
-        // the OpenAPI document is built once, here, rather than on the first request
-        std::sync::LazyLock::force(&openapi::DOCUMENT);
+        // the OpenAPI document is built on the first `/openapi.json` (a few ms, once): built
+        // here it cost every start 3 MB of resident memory and a few ms before the first
+        // `/health` (docs/performance.md)
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());

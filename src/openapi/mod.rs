@@ -25,7 +25,7 @@ pub const DOCS_HTML: &str = include_str!("docs.html");
 /// The page an OAuth2 provider redirects back to.
 pub const OAUTH2_REDIRECT_HTML: &str = include_str!("oauth2_redirect.html");
 
-/// The document as served, built on first use (forced at start-up).
+/// The document as served, built on first use.
 pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| document().to_string());
 
 /// Component names that differ from the `kind` of the tagged variant they describe, as the
