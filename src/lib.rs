@@ -9,6 +9,7 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
+//! - [`memory`]: gives freed heap pages back to the OS when the server goes idle.
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.
@@ -41,6 +42,7 @@ pub mod error;
 pub mod http;
 pub mod llm;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod openapi;
 pub mod routes;
@@ -85,8 +87,6 @@ impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
-        // the OpenAPI document is built once, here, rather than on the first request
-        std::sync::LazyLock::force(&openapi::DOCUMENT);
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
@@ -170,6 +170,9 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
 /// handle signals itself: [`serve_until_signal`] does, or the caller stops it through its handle.
 pub fn start_server(services: Services, listener: TcpListener) -> std::io::Result<Server> {
     let server = HttpServer::new(move || build_app(services.clone()))
+        // event frames are small and written as they happen: Nagle's algorithm would hold one
+        // back until the previous one is acknowledged (tens of ms with a delayed ACK)
+        .tcp_nodelay(true)
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .disable_signals()

@@ -30,6 +30,7 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
+    agent_server::memory::tune_allocator();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -39,6 +40,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     agent_server::logging::init(config.debug);
+    agent_server::memory::start_idle_trimmer();
     if config.secret_key.is_none() {
         log::warn!(
             "OH_SECRET_KEY is not set: secrets will be redacted in persisted conversation files"
