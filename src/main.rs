@@ -31,6 +31,12 @@ struct Cli {
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     agent_server::memory::tune_allocator();
+    let code = run().await;
+    agent_server::logging::flush();
+    code
+}
+
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
