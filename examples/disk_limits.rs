@@ -113,7 +113,10 @@ fn main() -> std::io::Result<()> {
         }
         files.push(t.elapsed());
     });
-    report("batch of 16 events (32 KB journal sync + 16 files)", batches);
+    report(
+        "batch of 16 events (32 KB journal sync + 16 files)",
+        batches,
+    );
     report("  of which the journal append + fdatasync", syncs);
     report("  of which the 16 unsynced files", files);
     fs::remove_dir_all(dir)?;

@@ -87,9 +87,6 @@ impl Services {
     /// Creates the data directories and starts the long-lived actors.
     pub async fn start(config: Config) -> std::io::Result<Services> {
         crate::error::set_debug_bodies(config.debug);
-        // the OpenAPI document is built on the first `/openapi.json` (a few ms, once): built
-        // here it cost every start 3 MB of resident memory and a few ms before the first
-        // `/health` (docs/performance.md)
         tokio::fs::create_dir_all(&config.conversations_path).await?;
         tokio::fs::create_dir_all(&config.bash_events_dir).await?;
         let activity = web::Data::new(Activity::default());
@@ -169,25 +166,13 @@ pub fn build_app(
 /// has started; with the services stopping meanwhile, the process exits well within 10 s.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
 
-/// HTTP worker threads: one per core but one, at least one. The conversation actors, the
-/// disk writes and the commands the agent runs need a core of their own; on a 2-core machine a
-/// second HTTP worker adds about 13 % to the request rate of a saturating local client but puts
-/// the workers, the client and the actors in competition for the cores, and the scheduler's
-/// time slices then show in the latency tail (p99 of `/server_info` 1–4 ms instead of 0.5 ms;
-/// docs/performance.md).
-pub fn http_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .saturating_sub(1)
-        .max(1)
-}
-
 /// Starts the HTTP server on `listener` with `services`; returns the running server. It does not
 /// handle signals itself: [`serve_until_signal`] does, or the caller stops it through its handle.
 pub fn start_server(services: Services, listener: TcpListener) -> std::io::Result<Server> {
     let server = HttpServer::new(move || build_app(services.clone()))
-        .workers(http_workers())
+        // event frames are small and written as they happen: Nagle's algorithm would hold one
+        // back until the previous one is acknowledged (tens of ms with a delayed ACK)
+        .tcp_nodelay(true)
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .disable_signals()

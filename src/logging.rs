@@ -1,26 +1,26 @@
 //! Logger set-up: `env_logger` with the level from `RUST_LOG`, else `LOG_LEVEL`, else `DEBUG`
 //! (debug) or info; `LOG_JSON=true` prints one JSON object per line.
 //!
-//! Lines go to stderr through a background writer: the request path (one access-log line per
-//! request) only appends to a buffer, and a thread writes the buffer out every
-//! [`WRITE_INTERVAL`] or when it passes [`WAKE_BYTES`]. Writing each line from the HTTP worker
-//! itself put the worker at the mercy of the log file (page-cache write-back, a slow pipe):
-//! the p99 latency of `/server_info` went from 0.5 ms to 3–4 ms with the log on. Warnings and
-//! errors are written out at once (with everything before them), and [`flush`] empties the
-//! buffer at exit, so nothing is lost on a normal stop; a crash loses at most the last
-//! [`WRITE_INTERVAL`] of info lines.
+//! Lines reach stderr through a writer thread. The request path (one access-log line per
+//! request) only appends to a buffer; the thread writes the buffer out every
+//! [`WRITE_INTERVAL`], or sooner once it holds [`WAKE_BYTES`]. Writing each line from the HTTP
+//! worker itself tied the worker to the log file's speed (page-cache write-back, a slow pipe):
+//! the p99 of `/server_info` under load went from about 1 ms to 4 ms with the access log on.
+//! Warnings and errors are written at once (with every line before them), and [`flush`]
+//! empties the buffer at exit, so a normal stop loses nothing; a crash loses at most the last
+//! [`WRITE_INTERVAL`] of info and debug lines.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-/// How long buffered lines may wait.
+/// How long a buffered line may wait.
 const WRITE_INTERVAL: Duration = Duration::from_millis(50);
-/// A buffer this large wakes the writer at once.
+/// A buffer this large wakes the writer thread at once.
 const WAKE_BYTES: usize = 64 * 1024;
-/// A buffer this large is written by the logging thread itself (the writer is behind).
-const MAX_BYTES: usize = 8 * 1024 * 1024;
+/// A buffer this large is written out by the logging thread itself (the writer is behind).
+const MAX_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 struct Buffered {
@@ -31,7 +31,7 @@ struct Buffered {
 }
 
 impl Buffered {
-    /// Writes out everything buffered so far (in order with the writer thread).
+    /// Writes out everything buffered so far, in order with the writer thread.
     fn write_out(&self) {
         let Ok(_out) = self.out.lock() else { return };
         let chunk = match self.lines.lock() {
@@ -45,7 +45,6 @@ impl Buffered {
 }
 
 /// The `Write` end env_logger formats into.
-#[derive(Clone)]
 struct BufferedStderr(Arc<Buffered>);
 
 impl Write for BufferedStderr {
@@ -64,8 +63,9 @@ impl Write for BufferedStderr {
         }
         Ok(b.len())
     }
+
     fn flush(&mut self) -> std::io::Result<()> {
-        // env_logger flushes after every line: the writer thread does it in batches
+        // env_logger flushes after every line; the writer thread writes in batches instead
         Ok(())
     }
 }
@@ -77,7 +77,7 @@ fn start_writer() -> Arc<Buffered> {
         .get_or_init(|| {
             let b = Arc::new(Buffered::default());
             let w = b.clone();
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("log-writer".into())
                 .stack_size(64 * 1024)
                 .spawn(move || {
@@ -90,6 +90,9 @@ fn start_writer() -> Arc<Buffered> {
                         w.write_out();
                     }
                 });
+            if let Err(e) = spawned {
+                eprintln!("agent-server: no log writer thread ({e}); log lines wait for warnings");
+            }
             b
         })
         .clone()
@@ -109,12 +112,14 @@ impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         self.0.enabled(metadata)
     }
+
     fn log(&self, record: &log::Record<'_>) {
         self.0.log(record);
         if record.level() <= log::Level::Warn && self.0.matches(record) {
             flush();
         }
     }
+
     fn flush(&self) {
         flush();
     }

@@ -30,6 +30,7 @@ struct Cli {
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
+    agent_server::memory::tune_allocator();
     let code = run().await;
     agent_server::logging::flush();
     code

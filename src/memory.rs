@@ -8,6 +8,12 @@
 //! a second how much CPU the process used; on the first quiet tick after some activity it calls
 //! `malloc_trim(0)`, which hands the free pages of every arena back. No cost on the request
 //! path: idleness is read from the process's CPU time, not counted per request.
+//!
+//! [`tune_allocator`] is the other half: since freed memory goes back when idle, the allocator
+//! need not shrink and regrow its heaps during bursts. With glibc's defaults a thread's arena
+//! gives its top back whenever 128 KiB are free there and takes it again on the next
+//! allocation (an `mprotect` and fresh page faults each time): fanning one event out to 1,000
+//! sockets did that about 4,500 times in a 10-step run.
 
 use std::time::Duration;
 
@@ -40,6 +46,20 @@ pub fn trim() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Heap settings for a long-running server (glibc only): no shrinking on every free (the idle
+/// trimmer does it), grow in 1 MiB steps, large buffers from `mmap` only past 4 MiB, and at most
+/// four arenas (the server has a handful of busy threads). Call first thing in `main`.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes the allocator's tunables; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 1 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
 

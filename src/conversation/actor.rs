@@ -381,21 +381,30 @@ impl Conversation {
         self.meta.secrets = self.state.secret_registry.secret_sources.clone();
     }
 
-    /// Indexes and fans out staged items in order.
+    /// Indexes and fans out staged items in order. The frames of one flush go to each
+    /// subscriber as one batch (one mailbox message and, usually, one socket write per
+    /// subscriber); an acknowledgement waits until the frames staged before it are sent.
     fn commit(&mut self, staged: Vec<Staged>) {
+        let mut frames: Vec<Arc<str>> = Vec::new();
+        let mut touch = false;
         for item in staged {
             match item {
                 Staged::Event(p) => {
-                    let json = p.entry.json.clone();
+                    frames.push(p.entry.json.clone());
                     self.log.commit(p.entry);
-                    self.fan_out(json, true);
+                    touch = true;
                 }
-                Staged::Publish { json, touch } => self.fan_out(json, touch),
+                Staged::Publish { json, touch: t } => {
+                    frames.push(json);
+                    touch |= t;
+                }
                 Staged::Ack(tx) => {
+                    self.fan_out(std::mem::take(&mut frames), std::mem::take(&mut touch));
                     let _ = tx.send(());
                 }
             }
         }
+        self.fan_out(frames, touch);
         for p in std::mem::take(&mut self.pending_subscribers) {
             self.complete_subscription(p);
         }
@@ -413,11 +422,14 @@ impl Conversation {
         self.subscribers.push(p.subscriber);
     }
 
-    /// Sends one event to every subscriber with `try_send`; a full or closed mailbox drops the
+    /// Sends frames to every subscriber with `try_send`; a full or closed mailbox drops the
     /// subscriber (a live one is told with `Disconnect 1013`).
     /// `touch`: bump `updated_at` and the server's idle time (every event except the
     /// `full_state` of a start-up restore, so a restart keeps `updated_at` and the sort order).
-    fn fan_out(&mut self, json: Arc<str>, touch: bool) {
+    fn fan_out(&mut self, frames: Vec<Arc<str>>, touch: bool) {
+        if frames.is_empty() {
+            return;
+        }
         if touch {
             self.info_cache.clear();
             self.meta_stale = true;
@@ -428,7 +440,7 @@ impl Conversation {
             }
             self.shared.activity.touch_event();
         }
-        let batch = EventBatch(Arc::from(vec![json]));
+        let batch = EventBatch(Arc::from(frames));
         let id = self.state.id;
         for w in &self.shared.watchers {
             w.do_send(ConversationNotice::Events {

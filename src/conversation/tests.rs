@@ -285,22 +285,22 @@ impl Actor for Watcher {
 impl Handler<super::ConversationNotice> for Watcher {
     type Result = ();
     fn handle(&mut self, n: super::ConversationNotice, _: &mut Context<Self>) {
-        let line = match n {
+        // one line per event: how events are grouped into batches is not part of the contract
+        let lines = match n {
             super::ConversationNotice::Events { batch, .. } => batch
                 .0
                 .iter()
                 .map(|j| describe(&serde_json::from_str(j).unwrap()))
-                .collect::<Vec<_>>()
-                .join(","),
+                .collect::<Vec<_>>(),
             super::ConversationNotice::Info { info, reason, .. } => {
                 let v: Value = serde_json::from_str(&info).unwrap();
-                format!(
+                vec![format!(
                     "info:{reason:?}:{}",
                     v["execution_status"].as_str().unwrap()
-                )
+                )]
             }
         };
-        self.0.lock().unwrap().push(line);
+        self.0.lock().unwrap().extend(lines);
     }
 }
 

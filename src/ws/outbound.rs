@@ -93,6 +93,27 @@ impl OutboundQueue {
         self.live_bytes
     }
 
+    /// Bytes [`Self::encode_into`] with `max` would write (to size the buffer once).
+    pub fn encoded_len(&self, max: usize) -> usize {
+        let mut n = 0;
+        for f in &self.frames {
+            if n >= max {
+                break;
+            }
+            // opcode byte, then a 1, 3 or 9 byte length
+            n += f.len()
+                + 2
+                + if f.len() < 126 {
+                    0
+                } else if f.len() <= 0xffff {
+                    2
+                } else {
+                    8
+                };
+        }
+        n
+    }
+
     /// Encodes queued frames as server text frames into `dst` until it holds `max` bytes or
     /// the queue is empty (at least one frame when the queue is not empty).
     pub fn encode_into(&mut self, dst: &mut BytesMut, max: usize) {
@@ -153,8 +174,10 @@ where
             Poll::Pending => {}
         }
         // Being polled means the dispatcher wants more: hand it the next chunk of events.
-        let mut buf = BytesMut::new();
-        this.queue.borrow_mut().encode_into(&mut buf, CHUNK_BYTES);
+        let mut queue = this.queue.borrow_mut();
+        let mut buf = BytesMut::with_capacity(queue.encoded_len(CHUNK_BYTES));
+        queue.encode_into(&mut buf, CHUNK_BYTES);
+        drop(queue);
         if buf.is_empty() {
             Poll::Pending
         } else {
@@ -214,6 +237,8 @@ mod tests {
         q.encode_into(&mut buf, 1000);
         // three frames reach 1000 bytes (with headers), the rest waits
         assert_eq!(buf.len(), 3 * (400 + 4));
+        assert_eq!(q.encoded_len(1000), 3 * (400 + 4));
+        assert_eq!(q.encoded_len(usize::MAX), 7 * (400 + 4));
         assert_eq!(q.live_bytes(), 7 * 400);
     }
 
