@@ -29,6 +29,7 @@
 //! - [`ws`]: WebSocket session actors (the only users of `actix-web-actors`) and their bounded
 //!   outbound queue.
 //! - [`webhooks`]: outgoing event and conversation webhooks, subscribed to conversations.
+//! - [`memory`]: hands freed heap pages back to the system after a burst (conversations deleted).
 //!
 //! Long-lived actors are started by [`Services::start`] before the HTTP server, and their handles
 //! are passed to [`build_app`] as app data. `actors.md` at the top of the repository maps them.
@@ -41,6 +42,7 @@ pub mod error;
 pub mod http;
 pub mod llm;
 pub mod logging;
+pub mod memory;
 pub mod model;
 pub mod openapi;
 pub mod routes;
