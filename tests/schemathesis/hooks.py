@@ -9,7 +9,7 @@
 
 2. Reach. Random ids only ever meet 404s. At load time this module creates fixtures (a
    conversation that ran to the end against a fake LLM on loopback, so it has events; a finished
-   bash command; a file; a git repository) and about two requests in three get their ids and paths instead of the generated
+   bash command; a file; a git repository; run.sh adds a static directory) and about two requests in three get their ids and paths instead of the generated
    ones (chosen by a hash of the generated value, so a seed replays the same run).
 
 3. The reference's own answers. `filter_failure` drops exactly the findings where this server
@@ -24,8 +24,10 @@ import re
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 import zlib
+from urllib.parse import quote
 
 import schemathesis
 
@@ -128,6 +130,23 @@ def _fixtures():
 FIX = _fixtures()
 
 
+def _bash_ids():
+    """The fixture command's event ids; made again when a generated DELETE /api/bash/bash_events
+    has cleared them."""
+    try:
+        _call("GET", f"/api/bash/bash_events/{FIX['bash_ids'][0]}")
+    except urllib.error.HTTPError:
+        cmd = _call("POST", "/api/bash/execute_bash_command", {"command": "echo fixture"})
+        FIX["bash_ids"] = [cmd["command_id"], cmd["id"]]
+    return FIX["bash_ids"]
+
+
+def _q(value: str) -> str:
+    """A path parameter as the generator leaves it: percent-encoded, `/` included (so an absolute
+    path keeps its leading slash as `%2F`, which the server decodes)."""
+    return quote(value, safe="")
+
+
 def _pick(value, choices):
     """A fixture value for about two generated values in three; the generated one otherwise."""
     h = zlib.crc32(repr(value).encode())
@@ -169,7 +188,7 @@ def before_call(ctx, case, **kwargs):
         elif isinstance(case.body, (bytes, bytearray)):
             case.body = b"{}"
     elif path == "/api/file/upload/{path}":
-        params["path"] = f"{SCRATCH}/upload/{_safe_name(params.get('path', ''))}"
+        params["path"] = _q(f"{SCRATCH}/upload/{_safe_name(params.get('path', ''))}")
     elif path == "/api/conversations" and method == "POST":
         body = _decoded(case.body)
         if isinstance(body, dict) and isinstance(body.get("workspace"), dict):
@@ -185,15 +204,25 @@ def before_call(ctx, case, **kwargs):
     if "conversation_id" in params and not (method == "DELETE" and path.endswith("{conversation_id}")):
         params["conversation_id"] = _pick(params["conversation_id"], [FIX["conversation_id"]])
     if "event_id" in params:
-        ids = FIX["bash_ids"] if path.startswith("/api/bash/") else FIX["event_ids"]
-        params["event_id"] = _pick(params["event_id"], ids)
+        if path.startswith("/api/bash/"):
+            picked = _pick(params["event_id"], ["bash"])
+            params["event_id"] = _bash_ids()[0] if picked == "bash" else picked
+        else:
+            params["event_id"] = _pick(params["event_id"], FIX["event_ids"])
     if path == "/api/file/download/{path}" and "path" in params:
-        params["path"] = _pick(params["path"], [FIX["file"], f"{SCRATCH}/files"])
+        params["path"] = _pick(params["path"], [_q(FIX["file"]), _q(f"{SCRATCH}/files")])
     if path.startswith("/api/git/") and "path" in params:
         target = FIX["repo"] if "/changes/" in path else f"{FIX['repo']}/a.txt"
-        params["path"] = _pick(params["path"], [target])
+        params["path"] = _pick(params["path"], [_q(target)])
+    if path == "/static/{path}" and "path" in params:
+        params["path"] = _pick(params["path"], ["index.html"])
     if params:
         case.path_parameters = params
+    # the sockets take the key from the query only
+    if path.startswith("/sockets/") and isinstance(case.query or {}, dict):
+        query = dict(case.query or {})
+        query["session_api_key"] = _pick(query.get("session_api_key"), [KEY])
+        case.query = query
 
 
 # -------------------------------------------------------------------- the reference's own answers
@@ -266,7 +295,7 @@ def _sent_without_the_key(response) -> bool:
 def filter_failure(ctx, failure, case, response):
     """False drops the failure (see the module docstring); the reasons are in README's Reliability."""
     code = getattr(failure, "code", None)
-    if response is None or code not in SERVER_ERROR_CODES | {"ST103"}:
+    if response is None or code not in SERVER_ERROR_CODES:
         return True
     if response.status_code >= 500:
         return not _reference_5xx(case, response)
