@@ -69,10 +69,19 @@ mod tests {
     fn the_trim_waits_for_quiet_after_the_last_call() {
         let q = QUIET.as_millis() as u64;
         assert_eq!(wait_left(1_000, 1_000), Some(QUIET));
-        assert_eq!(wait_left(1_000, 1_000 + q - 1), Some(Duration::from_millis(1)));
+        assert_eq!(
+            wait_left(1_000, 1_000 + q - 1),
+            Some(Duration::from_millis(1))
+        );
         assert_eq!(wait_left(1_000, 1_000 + q), None);
-        assert_eq!(wait_left(1_000, 900), Some(QUIET + Duration::from_millis(100)));
-        assert_eq!(wait_left(u64::MAX, 0), Some(Duration::from_millis(u64::MAX)));
+        assert_eq!(
+            wait_left(1_000, 900),
+            Some(QUIET + Duration::from_millis(100))
+        );
+        assert_eq!(
+            wait_left(u64::MAX, 0),
+            Some(Duration::from_millis(u64::MAX))
+        );
     }
 
     #[test]

@@ -161,7 +161,14 @@ fn bound_value(bound: f64, ty: Ty) -> Value {
 }
 
 /// Records `greater_than_equal` / `less_than_equal` for a coerced LLM number out of its bounds.
-fn check_llm_bounds(c: &mut Checker, name: &str, ty: Ty, coerced: &Value, input: &Value, loc: Vec<Value>) {
+fn check_llm_bounds(
+    c: &mut Checker,
+    name: &str,
+    ty: Ty,
+    coerced: &Value,
+    input: &Value,
+    loc: Vec<Value>,
+) {
     let Some((_, ge, le)) = LLM_BOUNDS.iter().find(|(n, _, _)| *n == name) else {
         return;
     };
@@ -418,7 +425,11 @@ fn check_skills(c: &mut Checker, ctx: &Value, loc: &[Value]) {
             }
         };
         // a discriminated union: pydantic puts the tag in `loc`
-        let kind = if list == "keywords" { "keyword" } else { "task" };
+        let kind = if list == "keywords" {
+            "keyword"
+        } else {
+            "task"
+        };
         let lloc = with(&with(&tloc, kind), list);
         if let Some(items) = c
             .required(tobj, &with(&tloc, kind), list)
@@ -1100,7 +1111,13 @@ mod tests {
                 "workspace": {"working_dir": "/x"}})
         };
         let at = |rest: &[Value]| {
-            let mut l = vec![json!("body"), json!("agent"), json!("agent_context"), json!("skills"), json!(0)];
+            let mut l = vec![
+                json!("body"),
+                json!("agent"),
+                json!("agent_context"),
+                json!("skills"),
+                json!(0),
+            ];
             l.extend_from_slice(rest);
             l
         };
@@ -1110,7 +1127,10 @@ mod tests {
         assert_eq!(
             kinds(e),
             vec![
-                ("missing".into(), at(&[json!("inputs"), json!(0), json!("description")])),
+                (
+                    "missing".into(),
+                    at(&[json!("inputs"), json!(0), json!("description")])
+                ),
                 ("union_tag_not_found".into(), at(&[json!("trigger")])),
             ]
         );
@@ -1119,14 +1139,20 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             kinds(e),
-            vec![("string_type".into(), at(&[json!("trigger"), json!("task"), json!("triggers"), json!(0)]))]
+            vec![(
+                "string_type".into(),
+                at(&[json!("trigger"), json!("task"), json!("triggers"), json!(0)])
+            )]
         );
         let ok = start_conversation(&body(json!({"name": "s", "content": "c",
             "inputs": [{"name": "n", "description": "d", "extra": 1}],
             "trigger": {"type": "keyword", "keywords": ["a"]}})))
         .unwrap();
         let ctx = serde_json::to_value(ok.agent.agent_context).unwrap();
-        assert_eq!(ctx["skills"][0]["inputs"], json!([{"name": "n", "description": "d"}]));
+        assert_eq!(
+            ctx["skills"][0]["inputs"],
+            json!([{"name": "n", "description": "d"}])
+        );
     }
 
     #[test]
