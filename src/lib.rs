@@ -9,7 +9,8 @@
 //! - [`routes`]: one file per resource; thin handlers that call actor handles.
 //! - [`state`]: process-wide facts (uptime, idle time).
 //! - [`logging`]: `env_logger` set-up, plain or JSON lines.
-//! - [`memory`]: gives freed heap pages back to the OS when the server goes idle.
+//! - [`memory`]: allocator settings, and freed heap pages given back to the OS once the server
+//!   goes quiet (after a burst, after deletions).
 //! - [`conversation`]: the conversation registry and conversation actors (event log, state,
 //!   subscribers, agent-loop seam) on their own arbiters, with typed handles.
 //! - [`model`]: the wire model (events, conversation models, requests) and its JSON rules.

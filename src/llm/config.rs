@@ -94,6 +94,33 @@ impl Default for LlmConfig {
     }
 }
 
+/// The unsigned integer fields and their largest value here.
+const UNSIGNED: &[(&str, u64)] = &[
+    ("num_retries", u32::MAX as u64),
+    ("max_input_tokens", u64::MAX),
+    ("max_output_tokens", u64::MAX),
+    ("extended_thinking_budget", u64::MAX),
+];
+
+/// A valid wire LLM may hold any integer (Python's are unbounded, and `extended_thinking_budget`
+/// has no lower bound) or an integral float: numbers of the unsigned fields are clamped into their
+/// range instead of failing the whole configuration.
+fn clamped(key: &str, v: &Value) -> Value {
+    let Some((_, max)) = UNSIGNED.iter().find(|(k, _)| *k == key) else {
+        return v.clone();
+    };
+    let Value::Number(n) = v else {
+        return v.clone();
+    };
+    let x = match (n.as_u64(), n.as_i64(), n.as_f64()) {
+        (Some(u), _, _) => u,
+        (None, Some(_), _) => 0, // negative
+        (None, None, Some(f)) if f.is_finite() => f.clamp(0.0, u64::MAX as f64) as u64,
+        _ => return v.clone(),
+    };
+    Value::from(x.min(*max))
+}
+
 impl LlmConfig {
     /// Reads an `LLM` JSON object. `null` members take their defaults; members of the wrong type
     /// are an error (the wire model validated them already, so this only guards misuse).
@@ -104,7 +131,7 @@ impl LlmConfig {
         let cleaned: Map<String, Value> = map
             .iter()
             .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), clamped(k, v)))
             .collect();
         serde_json::from_value(Value::Object(cleaned))
             .map_err(|e| format!("invalid LLM configuration: {e}"))
@@ -153,6 +180,17 @@ mod tests {
         assert_eq!(c.temperature, None);
         assert_eq!(c.reasoning_effort.as_deref(), Some("high"));
         assert!(LlmConfig::from_json(&json!({"model": 3})).is_err());
+    }
+
+    #[test]
+    fn integers_out_of_the_unsigned_ranges_are_clamped() {
+        let c = LlmConfig::from_json(&json!({"model": "m", "num_retries": 1_u64 << 40,
+            "max_output_tokens": 3.0, "extended_thinking_budget": -2737732, "max_input_tokens": 1e30}))
+        .unwrap();
+        assert_eq!(c.num_retries, u32::MAX);
+        assert_eq!(c.max_output_tokens, Some(3));
+        assert_eq!(c.extended_thinking_budget, Some(0));
+        assert_eq!(c.max_input_tokens, Some(u64::MAX));
     }
 
     #[test]

@@ -52,36 +52,49 @@ pub struct Llm {
     #[serde(default = "d_openrouter_app_name")]
     pub openrouter_app_name: String,
     #[serde(default = "d_num_retries")]
+    #[schemars(range(min = 0))]
     pub num_retries: i64,
     #[serde(default = "d_retry_multiplier")]
+    #[schemars(range(min = 0.0))]
     pub retry_multiplier: f64,
     #[serde(default = "d_retry_min_wait")]
+    #[schemars(range(min = 0))]
     pub retry_min_wait: i64,
     #[serde(default = "d_retry_max_wait")]
+    #[schemars(range(min = 0))]
     pub retry_max_wait: i64,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0))]
     pub timeout: Option<i64>,
     #[serde(default = "d_max_message_chars")]
+    #[schemars(range(min = 1))]
     pub max_message_chars: i64,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0.0))]
     pub temperature: Option<f64>,
     #[serde(default = "d_top_p", skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub top_p: Option<f64>,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0.0))]
     pub top_k: Option<f64>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub custom_llm_provider: Option<String>,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 1))]
     pub max_input_tokens: Option<i64>,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 1))]
     pub max_output_tokens: Option<i64>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub model_canonical_name: Option<String>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub extra_headers: Option<Map<String, Value>>,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0.0))]
     pub input_cost_per_token: Option<f64>,
     #[serde(default, skip_serializing_if = "skip_none")]
+    #[schemars(range(min = 0.0))]
     pub output_cost_per_token: Option<f64>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub ollama_base_url: Option<String>,
@@ -244,9 +257,16 @@ pub struct Skill {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "skip_none")]
     pub mcp_tools: Option<Value>,
-    #[schemars(with = "Vec<crate::openapi::schemas::InputMetadata>")]
     #[serde(default)]
-    pub inputs: Vec<Value>,
+    pub inputs: Vec<InputMetadata>,
+}
+
+/// An input a task skill asks for.
+// unknown keys are dropped, as pydantic does
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InputMetadata {
+    pub name: String,
+    pub description: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

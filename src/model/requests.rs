@@ -134,6 +134,72 @@ const LLM_FIELDS: &[(&str, Ty, bool)] = &[
     ("OVERRIDE_ON_SERIALIZE", Ty::List, false),
 ];
 
+/// The numeric bounds of LLM fields (`Field(ge=..., le=...)` in the reference; its OpenAPI
+/// document shows them as `minimum`/`maximum`): name, lower bound, upper bound (inclusive).
+const LLM_BOUNDS: &[(&str, f64, Option<f64>)] = &[
+    ("num_retries", 0.0, None),
+    ("retry_multiplier", 0.0, None),
+    ("retry_min_wait", 0.0, None),
+    ("retry_max_wait", 0.0, None),
+    ("timeout", 0.0, None),
+    ("max_message_chars", 1.0, None),
+    ("temperature", 0.0, None),
+    ("top_p", 0.0, Some(1.0)),
+    ("top_k", 0.0, None),
+    ("max_input_tokens", 1.0, None),
+    ("max_output_tokens", 1.0, None),
+    ("input_cost_per_token", 0.0, None),
+    ("output_cost_per_token", 0.0, None),
+];
+
+/// A bound as pydantic prints it in `msg` and `ctx`: `0` for integer fields, `0.0` for floats.
+fn bound_value(bound: f64, ty: Ty) -> Value {
+    match ty {
+        Ty::Int => Value::from(bound as i64),
+        _ => Value::from(bound),
+    }
+}
+
+/// Records `greater_than_equal` / `less_than_equal` for a coerced LLM number out of its bounds.
+fn check_llm_bounds(
+    c: &mut Checker,
+    name: &str,
+    ty: Ty,
+    coerced: &Value,
+    input: &Value,
+    loc: Vec<Value>,
+) {
+    let Some((_, ge, le)) = LLM_BOUNDS.iter().find(|(n, _, _)| *n == name) else {
+        return;
+    };
+    let Some(x) = coerced.as_f64() else {
+        return;
+    };
+    if x < *ge {
+        let b = bound_value(*ge, ty);
+        c.push(
+            ValidationItem::new(
+                "greater_than_equal",
+                loc,
+                format!("Input should be greater than or equal to {b}"),
+                input.clone(),
+            )
+            .with_ctx(json!({ "ge": b })),
+        );
+    } else if let Some(le) = le.filter(|le| x > *le) {
+        let b = bound_value(le, ty);
+        c.push(
+            ValidationItem::new(
+                "less_than_equal",
+                loc,
+                format!("Input should be less than or equal to {b}"),
+                input.clone(),
+            )
+            .with_ctx(json!({ "le": b })),
+        );
+    }
+}
+
 /// Checks (and coerces, pydantic-lax) one value of a declared type; returns the coerced value.
 fn check_typed(
     c: &mut Checker,
@@ -165,6 +231,7 @@ pub fn check_llm(c: &mut Checker, v: &Value, loc: &[Value]) -> Option<Llm> {
         match LLM_FIELDS.iter().find(|(name, _, _)| name == k) {
             Some((_, ty, nullable)) => {
                 if let Some(coerced) = check_typed(c, val, with(loc, k.as_str()), *ty, *nullable) {
+                    check_llm_bounds(c, k, *ty, &coerced, val, with(loc, k.as_str()));
                     out.insert(k.clone(), coerced);
                 }
             }
@@ -297,6 +364,84 @@ fn check_condenser(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<V
     }
 }
 
+/// The parts of `agent_context.skills[]` that the typed parse would take as they come: each
+/// skill's `inputs` (`InputMetadata`: `name` and `description` strings, both required) and
+/// `trigger` (null, or a `KeywordTrigger`/`TaskTrigger` told apart by `type`). The rest of the
+/// context is checked by the typed parse.
+fn check_skills(c: &mut Checker, ctx: &Value, loc: &[Value]) {
+    let Some(skills) = ctx
+        .as_object()
+        .and_then(|o| o.get("skills"))
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    for (i, skill) in skills.iter().enumerate() {
+        let sloc = with(&with(loc, "skills"), i);
+        let Some(sobj) = skill.as_object() else {
+            continue;
+        };
+        if let Some(inputs) = sobj
+            .get("inputs")
+            .and_then(|x| c.list(x, with(&sloc, "inputs")))
+        {
+            for (j, input) in inputs.iter().enumerate() {
+                let iloc = with(&with(&sloc, "inputs"), j);
+                if let Some(iobj) = c.model(input, iloc.clone()) {
+                    for field in ["name", "description"] {
+                        if let Some(x) = c.required(iobj, &iloc, field) {
+                            c.string(x, with(&iloc, field));
+                        }
+                    }
+                }
+            }
+        }
+        let Some(trigger) = sobj.get("trigger").filter(|t| !t.is_null()) else {
+            continue;
+        };
+        let tloc = with(&sloc, "trigger");
+        let Some(tobj) = c.model(trigger, tloc.clone()) else {
+            continue;
+        };
+        let list = match tobj.get("type").and_then(Value::as_str) {
+            Some("keyword") => "keywords",
+            Some("task") => "triggers",
+            Some(_) | None => {
+                let (kind, msg) = match tobj.get("type") {
+                    None => (
+                        "union_tag_not_found",
+                        "Unable to extract tag using discriminator 'type'".to_string(),
+                    ),
+                    Some(t) => (
+                        "union_tag_invalid",
+                        format!(
+                            "Input tag '{}' found using 'type' does not match any of the expected tags: 'keyword', 'task'",
+                            t.as_str().map(String::from).unwrap_or(t.to_string())
+                        ),
+                    ),
+                };
+                c.push(ValidationItem::new(kind, tloc, msg, trigger.clone()));
+                continue;
+            }
+        };
+        // a discriminated union: pydantic puts the tag in `loc`
+        let kind = if list == "keywords" {
+            "keyword"
+        } else {
+            "task"
+        };
+        let lloc = with(&with(&tloc, kind), list);
+        if let Some(items) = c
+            .required(tobj, &with(&tloc, kind), list)
+            .and_then(|x| c.list(x, lloc.clone()))
+        {
+            for (k, item) in items.iter().enumerate() {
+                c.string(item, with(&lloc, k));
+            }
+        }
+    }
+}
+
 /// Validates the `agent` of a start request (unknown agent keys are ignored).
 pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<Agent>, ApiError> {
     let Some(obj) = c.model(v, loc.to_vec()) else {
@@ -336,6 +481,9 @@ pub fn check_agent(c: &mut Checker, v: &Value, loc: &[Value]) -> Result<Option<A
             }
             tools.push(t.clone());
         }
+    }
+    if let Some(ctx) = obj.get("agent_context").filter(|x| !x.is_null()) {
+        check_skills(c, ctx, &with(loc, "agent_context"));
     }
     // condensers hold LLMs whose secrets must stay plain: validate, then parse the raw input
     let condenser_ok = match obj.get("condenser") {
@@ -931,6 +1079,80 @@ mod tests {
             ApiError::Validation(items) => items.into_iter().map(|i| (i.kind, i.loc)).collect(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn llm_numbers_out_of_the_reference_bounds_are_422() {
+        let body = |llm: Value| json!({"agent": {"llm": llm}, "workspace": {"working_dir": "/x"}});
+        let e = start_conversation(&body(json!({"model": "m", "num_retries": -1, "top_p": 1.5,
+            "max_output_tokens": 0, "temperature": -0.1, "extended_thinking_budget": -5})))
+        .unwrap_err();
+        let got = kinds(e);
+        let at = |f: &str| vec![json!("body"), json!("agent"), json!("llm"), json!(f)];
+        assert_eq!(
+            got,
+            vec![
+                ("greater_than_equal".into(), at("num_retries")),
+                ("less_than_equal".into(), at("top_p")),
+                ("greater_than_equal".into(), at("max_output_tokens")),
+                ("greater_than_equal".into(), at("temperature")),
+            ]
+        );
+        // the bounds themselves are valid; the budget has none
+        start_conversation(&body(json!({"model": "m", "num_retries": 0, "top_p": 1.0,
+            "max_output_tokens": 1, "temperature": 0, "extended_thinking_budget": -5})))
+        .unwrap();
+    }
+
+    #[test]
+    fn skill_inputs_and_triggers_are_validated() {
+        let body = |skill: Value| {
+            json!({"agent": {"llm": {"model": "m"}, "agent_context": {"skills": [skill]}},
+                "workspace": {"working_dir": "/x"}})
+        };
+        let at = |rest: &[Value]| {
+            let mut l = vec![
+                json!("body"),
+                json!("agent"),
+                json!("agent_context"),
+                json!("skills"),
+                json!(0),
+            ];
+            l.extend_from_slice(rest);
+            l
+        };
+        let e = start_conversation(&body(json!({"name": "s", "content": "c",
+            "inputs": [{"name": ""}], "trigger": {"keywords": ["a"]}})))
+        .unwrap_err();
+        assert_eq!(
+            kinds(e),
+            vec![
+                (
+                    "missing".into(),
+                    at(&[json!("inputs"), json!(0), json!("description")])
+                ),
+                ("union_tag_not_found".into(), at(&[json!("trigger")])),
+            ]
+        );
+        let e = start_conversation(&body(json!({"name": "s", "content": "c",
+            "trigger": {"type": "task", "triggers": [1]}})))
+        .unwrap_err();
+        assert_eq!(
+            kinds(e),
+            vec![(
+                "string_type".into(),
+                at(&[json!("trigger"), json!("task"), json!("triggers"), json!(0)])
+            )]
+        );
+        let ok = start_conversation(&body(json!({"name": "s", "content": "c",
+            "inputs": [{"name": "n", "description": "d", "extra": 1}],
+            "trigger": {"type": "keyword", "keywords": ["a"]}})))
+        .unwrap();
+        let ctx = serde_json::to_value(ok.agent.agent_context).unwrap();
+        assert_eq!(
+            ctx["skills"][0]["inputs"],
+            json!([{"name": "n", "description": "d"}])
+        );
     }
 
     #[test]

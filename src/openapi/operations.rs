@@ -267,6 +267,11 @@ const WEBSOCKET: &[Resp] = &[
         content: Content::Empty,
     },
     Resp {
+        status: 400,
+        description: "Not a WebSocket handshake (a plain HTTP request), empty body",
+        content: Content::Empty,
+    },
+    Resp {
         status: 403,
         description: "Refused handshake (bad key or id), empty body",
         content: Content::Empty,
@@ -334,8 +339,8 @@ pub static OPERATIONS: &[Operation] = &[
         responses: &[
             Resp {
                 status: 200,
-                description: "The file",
-                content: Content::Media("application/octet-stream"),
+                description: "The file, with the media type its extension gives",
+                content: Content::Media("*/*"),
             },
             R404,
         ],

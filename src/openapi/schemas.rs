@@ -57,10 +57,13 @@ impl JsonSchema for Secret {
         "Secret".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // as the reference words it: a plain string (what responses carry, masked) or a
+        // write-only password; a bare write-only string would forbid the field in responses
         json_schema!({
-            "type": "string",
-            "format": "password",
-            "writeOnly": true,
+            "anyOf": [
+                {"type": "string"},
+                {"type": "string", "format": "password", "writeOnly": true},
+            ],
             "description": "Sent in clear; always answered masked as `**********`.",
         })
     }
@@ -568,14 +571,6 @@ pub struct TaskTrigger {
 
 fn task_tag(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "string", "const": "task", "default": "task"})
-}
-
-/// An input a task skill asks for.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-pub struct InputMetadata {
-    name: String,
-    description: String,
 }
 
 // ------------------------------------------------------------------------------------------
