@@ -127,6 +127,29 @@ impl log::Log for Logger {
 
 static JSON: AtomicBool = AtomicBool::new(false);
 
+/// The current UTC time to the second (`2026-11-29T22:30:00Z`, env_logger's default stamp),
+/// formatted once per second per thread: one access-log line per request would otherwise
+/// format a date for every request.
+struct SecondStamp;
+
+impl std::fmt::Display for SecondStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        thread_local! {
+            static LAST: std::cell::RefCell<(i64, String)> =
+                const { std::cell::RefCell::new((i64::MIN, String::new())) };
+        }
+        let now = chrono::Utc::now();
+        let secs = now.timestamp();
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != secs {
+                *last = (secs, now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            }
+            f.write_str(&last.1)
+        })
+    }
+}
+
 /// True when log lines are JSON objects (`LOG_JSON=true`).
 pub fn json_enabled() -> bool {
     JSON.load(Ordering::Relaxed)
@@ -153,6 +176,17 @@ pub fn init(debug: bool) {
             });
             writeln!(buf, "{line}")
         });
+    } else {
+        b.format(|buf, record| {
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {}",
+                SecondStamp,
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
     }
     b.target(env_logger::Target::Pipe(Box::new(BufferedStderr(
         start_writer(),
@@ -161,5 +195,34 @@ pub fn init(debug: bool) {
     let max = logger.filter();
     if log::set_boxed_logger(Box::new(Logger(logger))).is_ok() {
         log::set_max_level(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stamp_is_utc_to_the_second_and_follows_the_clock() {
+        let a = SecondStamp.to_string();
+        let re = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$").expect("regex");
+        assert!(re.is_match(&a), "{a}");
+        let parsed = chrono::DateTime::parse_from_rfc3339(&a).expect("rfc3339");
+        let age = chrono::Utc::now().signed_duration_since(parsed);
+        assert!(
+            age >= chrono::Duration::zero() && age < chrono::Duration::seconds(2),
+            "{age}"
+        );
+    }
+
+    #[test]
+    fn buffered_lines_come_out_whole_and_in_order() {
+        let b = Arc::new(Buffered::default());
+        let mut w = BufferedStderr(b.clone());
+        w.write_all(b"one\n").expect("write");
+        w.write_all(b"two\n").expect("write");
+        assert_eq!(&*b.lines.lock().expect("lock"), b"one\ntwo\n");
+        b.write_out();
+        assert!(b.lines.lock().expect("lock").is_empty());
     }
 }
