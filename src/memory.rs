@@ -69,6 +69,15 @@ fn should_trim(used_this_tick: Duration, used_since_trim: Duration) -> bool {
     used_this_tick < IDLE_CPU && used_since_trim >= ACTIVE_CPU
 }
 
+/// Set by [`request_trim`]; the trimmer's next tick trims whatever the CPU use.
+static REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks for a trim at the trimmer's next tick (within [`TICK`]), for when a lot was just freed
+/// (conversations deleted) but the server may not look idle (other work goes on).
+pub fn request_trim() {
+    REQUESTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Starts the idle trimmer on the current actix/tokio runtime (call once, from `main`).
 pub fn start_idle_trimmer() {
     actix_rt::spawn(async {
@@ -79,7 +88,8 @@ pub fn start_idle_trimmer() {
         loop {
             tick.tick().await;
             let now = process_cpu();
-            if should_trim(now.saturating_sub(last), now.saturating_sub(at_trim)) {
+            let requested = REQUESTED.swap(false, std::sync::atomic::Ordering::Relaxed);
+            if requested || should_trim(now.saturating_sub(last), now.saturating_sub(at_trim)) {
                 let _ = tokio::task::spawn_blocking(trim).await;
                 at_trim = process_cpu();
             }

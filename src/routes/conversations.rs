@@ -224,6 +224,8 @@ async fn delete(
     let last_info = hooks.info_before_delete(&reg, id).await;
     if reg.delete(id).await? {
         hooks.post_info(last_info);
+        // what the conversation held (its log, its subscribers' queues) is free now
+        crate::memory::request_trim();
         Ok(success(true))
     } else {
         Err(ApiError::bad_request())
