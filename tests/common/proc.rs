@@ -152,17 +152,21 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
-/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: i32) -> u64 {
+/// A numeric field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `Threads`...); 0 when absent.
+pub fn status_field(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':').map(str::to_string))
+                .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> u64 {
+    status_field(pid, "VmRSS")
 }
 
 /// Open file descriptors of process `pid`.

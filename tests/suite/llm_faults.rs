@@ -202,15 +202,7 @@ async fn each_llm_fault_ends_in_its_documented_event_and_status() {
 
 /// Threads of process `pid`.
 fn threads(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::common::proc::status_field(pid, "Threads")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,15 +33,7 @@ fn size(name: &str, default: usize) -> usize {
 
 /// Peak resident memory of the process so far (`VmHWM`), in KiB.
 fn peak_rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    crate::common::proc::status_field(pid, "VmHWM")
 }
 
 /// Since the last user message: `STEPS` terminal calls printing ~20 KB each, then `finish`.
