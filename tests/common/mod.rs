@@ -86,10 +86,7 @@ impl TestServer {
 
     /// A client that sends the session key.
     pub fn client(&self) -> reqwest::Client {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("X-Session-API-Key", KEY.parse().expect("header"));
-        reqwest::Client::builder()
-            .default_headers(h)
+        keyed_client(KEY)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client")
@@ -139,6 +136,13 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A client builder whose requests carry `X-Session-API-Key: key`.
+pub fn keyed_client(key: &str) -> reqwest::ClientBuilder {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("X-Session-API-Key", key.parse().expect("header"));
+    reqwest::Client::builder().default_headers(h)
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout`.

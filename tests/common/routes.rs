@@ -48,12 +48,7 @@ impl Fixture {
 
     /// Creates the objects through the server at `base` with session key `key`.
     pub async fn create_at(base: &str, key: &str) -> Fixture {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("X-Session-API-Key", key.parse().expect("header"));
-        let client = reqwest::Client::builder()
-            .default_headers(h)
-            .build()
-            .expect("client");
+        let client = crate::common::keyed_client(key).build().expect("client");
         let post = |path: &str, body: Value| {
             let req = client.post(format!("{base}{path}")).json(&body);
             async move {

@@ -322,10 +322,7 @@ async fn keys_and_secrets_never_reach_the_log() {
     ];
     let mut server = Spawned::start(dir.path(), &env);
     let base = server.base();
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("X-Session-API-Key", SESSION_KEY.parse().unwrap());
-    let c = reqwest::Client::builder()
-        .default_headers(h)
+    let c = crate::common::keyed_client(SESSION_KEY)
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();

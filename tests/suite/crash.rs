@@ -34,10 +34,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 pub(super) fn client() -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("X-Session-API-Key", KEY.parse().expect("header"));
-    reqwest::Client::builder()
-        .default_headers(h)
+    crate::common::keyed_client(KEY)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")

@@ -55,10 +55,7 @@ const RANDOM_REQUESTS_PER_ROUTE: usize = 24;
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 fn client() -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("X-Session-API-Key", KEY.parse().expect("header"));
-    reqwest::Client::builder()
-        .default_headers(h)
+    crate::common::keyed_client(KEY)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_DEADLINE)
         .build()

@@ -246,9 +246,8 @@ async fn memory_threads_and_fds_stay_flat_across_failing_llm_calls() {
     let delete = |id: String| {
         let server = &server;
         async move {
-            let r = reqwest::Client::new()
+            let r = super::crash::client()
                 .delete(format!("{}/api/conversations/{id}", server.base()))
-                .header("X-Session-API-Key", KEY)
                 .send()
                 .await
                 .expect("delete");

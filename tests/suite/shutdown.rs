@@ -15,10 +15,7 @@ const KEY: &str = "shutdown-test-key";
 const EXIT_BUDGET: Duration = Duration::from_secs(10);
 
 fn client() -> reqwest::Client {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("X-Session-API-Key", KEY.parse().expect("header"));
-    reqwest::Client::builder()
-        .default_headers(h)
+    crate::common::keyed_client(KEY)
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
