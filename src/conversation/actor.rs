@@ -33,6 +33,7 @@ use crate::model::{
     ConfirmationPolicy, ConversationInfo, ConversationState, Event, ExecutionStatus,
     SecurityAnalyzer, SendMessageRequest, Source, wire,
 };
+use crate::store::backlog::Backlog;
 use crate::store::cipher::Fernet;
 use crate::store::dir::{self, ConversationRecord};
 use crate::store::event_log::{EventFilter, EventLog, Prepared};
@@ -51,6 +52,11 @@ pub type SharedSummary = Arc<Mutex<Summary>>;
 /// While a run is active, stats-only changes rewrite `base_state.json` at most this often (the
 /// `stats` events themselves are always persisted at once).
 const STATS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the journal must stay unwritten before the event files it holds are created
+/// (`store::backlog`): long enough to span the gaps inside a burst of appends, short enough
+/// that the directory is complete moments after.
+const BACKLOG_QUIET: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Text of the 409 for a second run (DEVIATIONS #1).
 pub const ALREADY_RUNNING: &str =
@@ -117,6 +123,13 @@ pub struct Conversation {
     log: EventLog,
     /// Every write of the directory goes through it (shared with the blocking writer task).
     journal: Arc<Mutex<Journal>>,
+    /// The journal's event files not written yet: written once the conversation is quiet
+    /// ([`BACKLOG_QUIET`]), waited for before the directory is read as files (trajectory,
+    /// shutdown) and discarded before it is deleted.
+    backlog: Arc<Backlog>,
+    /// When the journal was last written, and whether a quiet check is scheduled.
+    last_journal_write: std::time::Instant,
+    quiet_check_scheduled: bool,
     /// A flush is spawned and has not run yet (see [`Conversation::flush`]).
     flush_scheduled: bool,
     /// `Shutdown` has started: nothing more is written (its own write is the last).
@@ -168,6 +181,9 @@ impl Conversation {
             meta: record.meta,
             dir,
             log: record.log,
+            backlog: record.journal.backlog(),
+            last_journal_write: std::time::Instant::now(),
+            quiet_check_scheduled: false,
             journal: Arc::new(Mutex::new(record.journal)),
             flush_scheduled: false,
             closing: false,
@@ -341,18 +357,45 @@ impl Conversation {
             journal
                 .lock()
                 .map_err(|_| std::io::Error::other("journal lock poisoned"))?
-                .write(&batch)
+                .write(batch)
         });
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(write).map(move |res, act, _ctx| {
+            actix::fut::wrap_future::<_, Self>(write).map(move |res, act, ctx| {
                 match res {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => log::error!("conversation {id}: writing to disk failed: {e}"),
                     Err(e) => log::error!("conversation {id}: disk writer failed: {e}"),
                 }
                 act.commit(staged);
+                act.last_journal_write = std::time::Instant::now();
+                act.schedule_quiet_check(ctx);
             }),
         );
+    }
+
+    /// Starts the backlog's writer once no journal write happened for [`BACKLOG_QUIET`]: the
+    /// event files are created after a burst, not during it (see `store::backlog`).
+    fn schedule_quiet_check(&mut self, ctx: &mut Context<Self>) {
+        if self.quiet_check_scheduled {
+            return;
+        }
+        self.quiet_check_scheduled = true;
+        let wait = BACKLOG_QUIET.saturating_sub(self.last_journal_write.elapsed());
+        ctx.run_later(wait, |act, ctx| {
+            act.quiet_check_scheduled = false;
+            if act.last_journal_write.elapsed() >= BACKLOG_QUIET {
+                act.backlog.kick();
+                // and the journal's full segments can go once their files are written
+                let journal = act.journal.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Ok(mut j) = journal.lock() {
+                        j.start_checkpoint();
+                    }
+                });
+            } else {
+                act.schedule_quiet_check(ctx);
+            }
+        });
     }
 
     fn state_file_bytes(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
@@ -888,6 +931,11 @@ pub struct SearchEvents {
 #[rtype(result = "usize")]
 pub struct CountEvents(pub EventFilter);
 
+/// The queue of event files acknowledged and not written yet (see [`Backlog`]).
+#[derive(Message)]
+#[rtype(result = "Arc<Backlog>")]
+pub struct GetBacklog;
+
 /// Events by id, `None` for unknown ids.
 #[derive(Message)]
 #[rtype(result = "Vec<Option<Arc<str>>>")]
@@ -1217,6 +1265,13 @@ impl Handler<CountEvents> for Conversation {
     }
 }
 
+impl Handler<GetBacklog> for Conversation {
+    type Result = MessageResult<GetBacklog>;
+    fn handle(&mut self, _: GetBacklog, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.backlog.clone())
+    }
+}
+
 impl Handler<GetEvents> for Conversation {
     type Result = MessageResult<GetEvents>;
     fn handle(&mut self, GetEvents(ids): GetEvents, _: &mut Context<Self>) -> Self::Result {
@@ -1307,6 +1362,7 @@ impl Handler<Shutdown> for Conversation {
             self.batch_files(&mut staged, state_files)
         };
         let journal = self.journal.clone();
+        let backlog = self.backlog.clone();
         let dir = self.dir.clone();
         let delete = m.delete;
         let id = self.state.id;
@@ -1319,14 +1375,20 @@ impl Handler<Shutdown> for Conversation {
             }
             tokio::task::spawn_blocking(move || {
                 if delete {
+                    // no event file may be written once the directory is gone
+                    backlog.discard();
                     remove_dir_best_effort(&dir);
-                } else if let Err(e) = journal
+                    return;
+                }
+                if let Err(e) = journal
                     .lock()
                     .map_err(|_| std::io::Error::other("journal lock poisoned"))
-                    .and_then(|mut j| j.write(&batch))
+                    .and_then(|mut j| j.write(batch))
                 {
                     log::error!("conversation {id}: cannot write its state at shutdown: {e}");
                 }
+                // the directory is complete in the reference's layout once stopped
+                backlog.wait_idle();
             })
             .await
         };
@@ -1465,7 +1527,7 @@ pub fn create_record(
         batch.push((format!("{}/{}", dir::EVENTS, p.file_name), p.bytes));
         first = Some(p.entry);
     }
-    journal.write(&batch)?;
+    journal.write(batch)?;
     if let Some(entry) = first {
         log.commit(entry);
     }

@@ -223,6 +223,20 @@ impl ConversationHandle {
         acked(self.addr.send(actor::SendMessage(msg)).await).await
     }
 
+    /// The queue of the conversation's event files acknowledged and not written yet.
+    pub async fn backlog(&self) -> Result<Arc<crate::store::backlog::Backlog>, ApiError> {
+        Ok(self.addr.send(actor::GetBacklog).await?)
+    }
+
+    /// Returns once every event acknowledged so far is written as a file in the directory
+    /// (they are written shortly after their acknowledgement; see `store::backlog`).
+    pub async fn settle_files(&self) -> Result<(), ApiError> {
+        let backlog = self.backlog().await?;
+        tokio::task::spawn_blocking(move || backlog.wait_idle())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
     /// respond_to_confirmation: accept runs (like POST /run), reject rejects the pending actions.
     pub async fn respond_to_confirmation(
         &self,

@@ -491,6 +491,49 @@ async fn stats_survive_a_restart() {
     reg.shutdown().await;
 }
 
+/// `settle_files` (what the trajectory download waits for) returns only once the files
+/// queued on the conversation's backlog are written, however many are queued.
+#[actix_rt::test]
+async fn settle_files_waits_for_the_queued_event_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = RegistryHandle::start(
+        tmp.path().join("convs"),
+        None,
+        Arc::new(Activity::default()),
+        Vec::new(),
+        None,
+    )
+    .await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let backlog = h.backlog().await.unwrap();
+    let dir = tmp.path().join("convs").join(h.id().simple().to_string());
+    std::fs::create_dir_all(dir.join("events")).unwrap();
+    // 6,000 files of 1 KB in batches of 60: when the last push returns, up to the backlog's
+    // limit (thousands of file creations) is still queued
+    let page = vec![b'x'; 1 << 10];
+    let names: Vec<String> = (0..6000)
+        .map(|i| format!("events/zz-{i:05}.json"))
+        .collect();
+    let (b, n, p) = (backlog.clone(), names.clone(), page.clone());
+    tokio::task::spawn_blocking(move || {
+        for batch in n.chunks(60) {
+            b.push(batch.iter().map(|name| (name.clone(), p.clone())).collect());
+        }
+    })
+    .await
+    .unwrap();
+    h.settle_files().await.unwrap();
+    for n in &names {
+        let len = std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(
+            len,
+            page.len() as u64,
+            "{n} written before settle_files returned"
+        );
+    }
+    reg.shutdown().await;
+}
+
 #[actix_rt::test]
 async fn json_history_and_append() {
     let tmp = tempfile::tempdir().unwrap();

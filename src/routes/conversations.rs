@@ -19,46 +19,33 @@ use crate::webhooks::WebhookHub;
 const MAX_BATCH_IDS: usize = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // the static paths first: the scope below would take `search` and `count` for ids
     cfg.route("/api/conversations/search", web::get().to(search))
         .route("/api/conversations/count", web::get().to(count))
-        .route("/api/conversations", web::get().to(batch_get))
-        .route("/api/conversations", web::post().to(start))
-        .route("/api/conversations/{conversation_id}", web::get().to(get))
-        .route(
-            "/api/conversations/{conversation_id}",
-            web::patch().to(update_title),
+        .service(
+            web::resource("/api/conversations")
+                .route(web::get().to(batch_get))
+                .route(web::post().to(start)),
         )
-        .route(
-            "/api/conversations/{conversation_id}",
-            web::delete().to(delete),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/run",
-            web::post().to(run),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/pause",
-            web::post().to(pause),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/secrets",
-            web::post().to(secrets),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/confirmation_policy",
-            web::post().to(confirmation_policy),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/security_analyzer",
-            web::post().to(security_analyzer),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/generate_title",
-            web::post().to(generate_title),
-        )
-        .route(
-            "/api/conversations/{conversation_id}/ask_agent",
-            web::post().to(ask_agent),
+        // One scope for everything under a conversation id: the router matches the dynamic
+        // prefix once (a regex), then the paths inside by plain comparison, instead of trying
+        // one regex per route in turn (a third of the server's time on `POST .../events`).
+        .service(
+            web::scope("/api/conversations/{conversation_id}")
+                .service(
+                    web::resource("")
+                        .route(web::get().to(get))
+                        .route(web::patch().to(update_title))
+                        .route(web::delete().to(delete)),
+                )
+                .route("/run", web::post().to(run))
+                .route("/pause", web::post().to(pause))
+                .route("/secrets", web::post().to(secrets))
+                .route("/confirmation_policy", web::post().to(confirmation_policy))
+                .route("/security_analyzer", web::post().to(security_analyzer))
+                .route("/generate_title", web::post().to(generate_title))
+                .route("/ask_agent", web::post().to(ask_agent))
+                .configure(super::events::configure),
         );
 }
 

@@ -15,31 +15,21 @@ use crate::model::events::kind_from_filter;
 use crate::model::{Source, requests};
 use crate::store::event_log::EventFilter;
 
+/// The event routes, relative to the scope `/api/conversations/{conversation_id}` that
+/// [`super::conversations::configure`] registers them in.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/api/conversations/{conversation_id}/events/search",
-        web::get().to(search),
-    )
-    .route(
-        "/api/conversations/{conversation_id}/events/count",
-        web::get().to(count),
-    )
-    .route(
-        "/api/conversations/{conversation_id}/events/respond_to_confirmation",
-        web::post().to(respond_to_confirmation),
-    )
-    .route(
-        "/api/conversations/{conversation_id}/events/{event_id}",
-        web::get().to(get_event),
-    )
-    .route(
-        "/api/conversations/{conversation_id}/events",
-        web::get().to(batch_get),
-    )
-    .route(
-        "/api/conversations/{conversation_id}/events",
-        web::post().to(send_message),
-    );
+    cfg.route("/events/search", web::get().to(search))
+        .route("/events/count", web::get().to(count))
+        .route(
+            "/events/respond_to_confirmation",
+            web::post().to(respond_to_confirmation),
+        )
+        .service(
+            web::resource("/events")
+                .route(web::get().to(batch_get))
+                .route(web::post().to(send_message)),
+        )
+        .route("/events/{event_id}", web::get().to(get_event));
 }
 
 fn not_found(id: &uuid::Uuid) -> ApiError {

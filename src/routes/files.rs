@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::config::Config;
+use crate::conversation::RegistryHandle;
 use crate::error::{ApiError, ValidationItem};
 use crate::http::validate::{QueryPairs, path_uuid};
 use crate::loc;
@@ -478,9 +479,14 @@ async fn download(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 async fn download_trajectory(
     req: HttpRequest,
     cfg: web::Data<Config>,
+    reg: web::Data<RegistryHandle>,
 ) -> Result<HttpResponse, ApiError> {
     let raw = req.match_info().get("conversation_id").unwrap_or("");
     let id = path_uuid(raw, "conversation_id")?;
+    // a live conversation writes its event files shortly after acknowledging them
+    if let Some(h) = reg.get(id).await? {
+        h.settle_files().await?;
+    }
     let hex = id.simple().to_string();
     let dir = cfg.conversations_path.join(&hex);
     let zip_path = cfg.conversations_path.join(format!("{hex}.zip"));

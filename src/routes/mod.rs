@@ -19,8 +19,8 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     server::configure(cfg);
     docs::configure(cfg);
+    // the event routes are registered inside the conversation scope
     conversations::configure(cfg);
-    events::configure(cfg);
     tools::configure(cfg);
     events_socket::configure(cfg);
     files::configure(cfg);
@@ -28,4 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     vscode::configure(cfg);
     desktop::configure(cfg);
     bash::configure(cfg);
+    // Routes with a dynamic first segment cost the router a regex each for every request that
+    // reaches them: these (rarely used) go last.
+    server::configure_static(cfg);
 }

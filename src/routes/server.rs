@@ -16,8 +16,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/alive", web::get().to(alive))
         .route("/health", web::get().to(health))
         .route("/server_info", web::get().to(server_info))
-        .route("/", web::get().to(root))
-        .route("/static/{path:.*}", web::get().to(static_file));
+        .route("/", web::get().to(root));
+}
+
+/// `/static/{path}`, registered after every other route (see [`super::configure`]).
+pub fn configure_static(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/{path:.*}", web::get().to(static_file));
 }
 
 async fn alive() -> HttpResponse {

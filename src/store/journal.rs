@@ -6,8 +6,10 @@
 //! Instead, a batch of files (the events staged in one actor turn, `meta.json`,
 //! `base_state.json`) is appended as records to the active segment `<conversation>/.journal-*`
 //! and the segment is `fdatasync`ed once; only then are the files written in the reference's
-//! layout (temp file + rename, not synced). An acknowledged batch is therefore on disk in the
-//! segment even if the files themselves are not yet.
+//! layout (temp file + rename, not synced): the state files before the batch is acknowledged,
+//! the event files after it, in order, by the directory's [`Backlog`] writer (they are written
+//! once under unique names, so nobody can see an older version of one). An acknowledged batch is
+//! therefore on disk in the segment even if the files themselves are not yet.
 //!
 //! - **Replay** ([`replay`], at load): the newest record of each file is compared with the file,
 //!   which is rewritten from the record when it is missing, damaged (not a JSON object's bytes:
@@ -17,7 +19,8 @@
 //!   (a crash during the append, never acknowledged) ends the segment. The journal only carries
 //!   JSON object files (events, `meta.json`, `base_state.json`).
 //! - **Checkpoint**: when the active segment passes [`SEGMENT_BYTES`], later writes go to a new
-//!   segment and a background thread fsyncs the files the older segments cover and the
+//!   segment. Once the conversation is quiet (or [`MAX_CLOSED`] segments wait), a background
+//!   thread has the backlog write its files, then fsyncs the files the older segments cover and the
 //!   directories, then deletes those segments (oldest first, one checkpoint at a time), so
 //!   replays stay short and the journal bounded.
 //! - **Rule**: once a directory has a journal, every write of its files goes through it (a
@@ -34,12 +37,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::backlog::Backlog;
 use super::files;
 
 /// Name prefix of journal segments (`.journal-<seq:08>-<tag>`).
 pub const SEGMENT_PREFIX: &str = ".journal-";
-/// Size past which the active segment is closed and checkpointed.
+/// Size past which the active segment is closed (and checkpointed once the conversation is
+/// quiet).
 pub const SEGMENT_BYTES: u64 = 1 << 20;
+/// Closed segments past which a checkpoint starts even while the conversation is busy (bounds
+/// the journal on disk).
+pub const MAX_CLOSED: usize = 32;
 
 const MAGIC: &[u8; 4] = b"OHJ1";
 /// magic, path length (u32), data length (u32), checksum (u64)
@@ -247,6 +255,8 @@ impl Replayed {
         let keep = match &have {
             Some(h) if *h == want => true,
             Some(h) if damaged(h) => false,
+            // a write cut short (files are written after their acknowledgement)
+            Some(h) if h.len() < want.len() && want.starts_with(h) => false,
             Some(_) => {
                 let edited = fs::metadata(&path)
                     .and_then(|m| m.modified())
@@ -296,10 +306,21 @@ pub struct Journal {
     active_len: u64,
     /// Segments no longer written to, waiting for a checkpoint (oldest first).
     closed: Vec<PathBuf>,
-    /// Files covered by the closed and active segments.
+    /// Files covered by the closed segments / by the active one.
+    covered_closed: Vec<String>,
     covered: Vec<String>,
     /// A checkpoint is running (at most one per directory).
     checkpointing: Arc<AtomicBool>,
+    /// The event files acknowledged and not written yet.
+    backlog: Arc<Backlog>,
+    /// Directories known to exist (the backlog's writer never creates one).
+    made_dirs: Vec<PathBuf>,
+}
+
+/// Files the backlog writes after the acknowledgement: event files, written once and never
+/// changed. The rest (`meta.json`, `base_state.json`) is rewritten in place and written before.
+fn deferred(rel: &str) -> bool {
+    rel.starts_with("events/")
 }
 
 impl Journal {
@@ -313,11 +334,15 @@ impl Journal {
     /// dropped); the older segments wait for a checkpoint.
     pub fn resume(dir: PathBuf, mut replayed: Replayed) -> Journal {
         let mut journal = Journal {
+            backlog: Backlog::new(dir.clone()),
+            made_dirs: Vec::new(),
             dir,
             seq: replayed.next_seq,
             active: None,
             active_len: 0,
             closed: Vec::new(),
+            // which segment covers which file is not kept: every replayed file counts for both
+            covered_closed: replayed.paths.clone(),
             covered: std::mem::take(&mut replayed.paths),
             checkpointing: Arc::new(AtomicBool::new(false)),
         };
@@ -345,15 +370,21 @@ impl Journal {
         &self.dir
     }
 
+    /// The directory's queue of event files acknowledged and not written yet.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
+    }
+
     /// Writes `files` (paths relative to the directory) durably: records appended to the active
-    /// segment and synced once, then the files themselves. Blocking.
-    pub fn write(&mut self, batch: &[(String, Vec<u8>)]) -> io::Result<()> {
+    /// segment and synced once, then the state files; the event files are queued on the
+    /// backlog. Blocking (also while the backlog is full).
+    pub fn write(&mut self, batch: Vec<(String, Vec<u8>)>) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut buf =
             Vec::with_capacity(batch.iter().map(|(p, d)| HEADER + p.len() + d.len()).sum());
-        for (rel, data) in batch {
+        for (rel, data) in &batch {
             if !safe_relative(rel) {
                 return Err(io::Error::other(format!("bad journal path {rel:?}")));
             }
@@ -394,9 +425,24 @@ impl Journal {
             files::sync_dir(&self.dir)?;
         }
         self.active_len += buf.len() as u64;
+        drop(buf);
+        let mut later = Vec::new();
         for (rel, data) in batch {
-            put_file(&self.dir, rel, data)?;
             self.covered.push(rel.clone());
+            if !deferred(&rel) {
+                put_file(&self.dir, &rel, &data)?;
+                continue;
+            }
+            if let Some(parent) = self.dir.join(&rel).parent()
+                && !self.made_dirs.iter().any(|d| d == parent)
+            {
+                fs::create_dir_all(parent)?;
+                self.made_dirs.push(parent.to_path_buf());
+            }
+            later.push((rel, data));
+        }
+        if !later.is_empty() {
+            self.backlog.push(later);
         }
         if self.active_len >= SEGMENT_BYTES {
             self.rotate();
@@ -404,20 +450,36 @@ impl Journal {
         Ok(())
     }
 
-    /// Closes the active segment; starts a checkpoint of every closed segment unless one runs.
+    /// Closes the active segment. Its checkpoint waits until the conversation is quiet
+    /// ([`Journal::start_checkpoint`]), since it needs the backlog's files written, unless
+    /// [`MAX_CLOSED`] segments wait already.
     fn rotate(&mut self) {
         if let Some((path, _)) = self.active.take() {
             self.closed.push(path);
             self.seq += 1;
+            let paths = std::mem::take(&mut self.covered);
+            self.covered_closed.extend(paths);
         }
-        if self.checkpointing.swap(true, Ordering::AcqRel) {
+        if self.closed.len() >= MAX_CLOSED {
+            self.start_checkpoint();
+        }
+    }
+
+    /// Starts a checkpoint of every closed segment in the background, unless one runs: the
+    /// backlog's files are written first (now), then synced, then the segments deleted.
+    pub fn start_checkpoint(&mut self) {
+        if self.closed.is_empty() || self.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
         let segments = std::mem::take(&mut self.closed);
-        let paths = std::mem::take(&mut self.covered);
+        let paths = std::mem::take(&mut self.covered_closed);
         let dir = self.dir.clone();
         let flag = self.checkpointing.clone();
+        let backlog = self.backlog.clone();
+        let written = backlog.pushed();
         let job = move || {
+            // the files the segments cover must be written before they are synced
+            backlog.wait_written(written);
             if let Err(e) = checkpoint(&dir, &segments, paths) {
                 log::warn!("journal checkpoint of {} failed: {e}", dir.display());
             }
@@ -439,7 +501,9 @@ impl Journal {
             segments.push(path);
             self.seq += 1;
         }
-        let paths = std::mem::take(&mut self.covered);
+        let mut paths = std::mem::take(&mut self.covered_closed);
+        paths.append(&mut self.covered);
+        self.backlog.wait_idle();
         checkpoint(&self.dir, &segments, paths)
     }
 }
@@ -553,13 +617,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("conv");
         let mut j = Journal::new(dir.clone());
-        j.write(&[
+        j.write(vec![
             ("meta.json".into(), M1.to_vec()),
             ("events/event-00000-a.json".into(), E0.to_vec()),
         ])
         .unwrap();
-        j.write(&[("meta.json".into(), M2.to_vec())]).unwrap();
+        j.write(vec![("meta.json".into(), M2.to_vec())]).unwrap();
         assert_eq!(fs::read(dir.join("meta.json")).unwrap(), M2);
+        // the event file is written behind, the state files at once
+        assert!(!dir.join("events/event-00000-a.json").exists());
+        j.backlog().wait_idle();
+        assert_eq!(fs::read(dir.join("events/event-00000-a.json")).unwrap(), E0);
         assert_eq!(segments(&dir).len(), 1);
         // an OS crash before write-back: a file is gone, another empty, the journal is not
         fs::remove_file(dir.join("events/event-00000-a.json")).unwrap();
@@ -582,7 +650,7 @@ mod tests {
         assert_eq!(recover(&dir).repaired, 0);
         // writing continues in the same segment
         let mut j = Journal::resume(dir.clone(), recover(&dir));
-        j.write(&[("meta.json".into(), M3.to_vec())]).unwrap();
+        j.write(vec![("meta.json".into(), M3.to_vec())]).unwrap();
         assert_eq!(segments(&dir).len(), 1);
         // a lost rename: the previous version is back, older than the last append
         fs::write(dir.join("meta.json"), M2).unwrap();
@@ -593,6 +661,14 @@ mod tests {
             M3,
             "newest record wins"
         );
+        // an event file cut short after the last append (a write behind, killed) is repaired
+        fs::write(dir.join("events/event-00000-a.json"), &E0[..4]).unwrap();
+        set_mtime(
+            &dir.join("events/event-00000-a.json"),
+            std::time::SystemTime::now() + std::time::Duration::from_secs(5),
+        );
+        assert_eq!(recover(&dir).repaired, 1);
+        assert_eq!(fs::read(dir.join("events/event-00000-a.json")).unwrap(), E0);
         // an edit made while the server was stopped (newer than the journal) is kept
         fs::write(dir.join("meta.json"), b"{\"edited\": 1}").unwrap();
         let future = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
@@ -610,8 +686,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut j = Journal::new(dir.clone());
-        j.write(&[("events/e1.json".into(), b"{}".to_vec())])
+        j.write(vec![("events/e1.json".into(), b"{}".to_vec())])
             .unwrap();
+        j.backlog().wait_idle();
         // a crash in the middle of the next append (never acknowledged)
         let seg = segments(&dir).pop().unwrap();
         let mut rec = Vec::new();
@@ -625,7 +702,7 @@ mod tests {
         assert!(!dir.join("events/e2.json").exists());
         // the next append goes where the torn one started: both records readable
         let mut j = Journal::resume(dir.clone(), r);
-        j.write(&[("events/e3.json".into(), b"{\"x\": 3}".to_vec())])
+        j.write(vec![("events/e3.json".into(), b"{\"x\": 3}".to_vec())])
             .unwrap();
         let bytes = fs::read(&seg).unwrap();
         let recs: Vec<String> = decode(&bytes).into_iter().map(|r| r.0).collect();
@@ -633,20 +710,24 @@ mod tests {
     }
 
     #[test]
-    fn a_full_segment_is_checkpointed_in_the_background() {
+    fn a_full_segment_is_checkpointed_once_quiet() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let mut j = Journal::new(dir.clone());
         let big = vec![b'x'; 64 * 1024];
         let mut n = 0;
         while j.seq == 0 {
-            j.write(&[(format!("events/e{n}.json"), big.clone())])
+            j.write(vec![(format!("events/e{n}.json"), big.clone())])
                 .unwrap();
             n += 1;
         }
-        // outside a runtime the checkpoint ran inline: only the new (not yet created) segment
+        // the full segment waits for the conversation to be quiet
+        assert_eq!(segments(&dir).len(), 1);
+        // then (outside a runtime the checkpoint runs inline) its files are written and synced
+        // and it goes; the new segment is not created yet
+        j.start_checkpoint();
         assert!(segments(&dir).is_empty());
-        j.write(&[("events/last.json".into(), b"1".to_vec())])
+        j.write(vec![("events/last.json".into(), b"1".to_vec())])
             .unwrap();
         assert_eq!(segments(&dir).len(), 1);
         for k in 0..n {

@@ -963,15 +963,17 @@ async fn restart_keeps_everything() {
     )
     .await;
     assert_eq!(all_events(&s, &id).await.len(), events_before.len() + 2);
-    let files = std::fs::read_dir(
-        config
-            .conversations_path
-            .join(id.replace('-', ""))
-            .join("events"),
-    )
-    .unwrap()
-    .count();
-    assert_eq!(files, events_before.len() + 2);
+    // event files are written shortly after the acknowledgement (the journal has them first)
+    let events_dir = config
+        .conversations_path
+        .join(id.replace('-', ""))
+        .join("events");
+    let want = events_before.len() + 2;
+    poll(Duration::from_secs(10), "the new event files", || {
+        let n = std::fs::read_dir(&events_dir).map_or(0, |rd| rd.count());
+        async move { (n == want).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test]

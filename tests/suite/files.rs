@@ -710,6 +710,58 @@ async fn git_errors_and_repositories_without_commits() {
 // ---------------------------------------------------------------------------------------------
 // Trajectory
 
+/// Event files are written shortly after their acknowledgement; the trajectory of a live
+/// conversation waits for them, so it holds every event acknowledged before the request.
+#[tokio::test]
+async fn trajectory_of_a_live_conversation_has_every_acknowledged_event() {
+    let s = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let (st, info) = s
+        .post_json(
+            "/api/conversations",
+            &json!({
+                "agent": crate::common::routes::failing_agent("sk-t"),
+                "workspace": {"working_dir": work.path().join("ws").to_string_lossy()},
+            }),
+        )
+        .await;
+    assert_eq!(st, 201, "{info}");
+    let id = info["id"].as_str().unwrap().to_string();
+    // 40 messages, answered before their files are written (once the conversation is quiet);
+    // one client, so the download follows the last answer at once
+    let c = s.client();
+    let posts = (0..40).map(|i| {
+        let (s, c, id) = (&s, &c, &id);
+        async move {
+            let r = c
+                .post(s.url(&format!("/api/conversations/{id}/events")))
+                .json(&json!({"content": [{"type": "text", "text": format!("m{i}")}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    futures_util::future::join_all(posts).await;
+    let r = c
+        .get(s.url(&format!("/api/file/download-trajectory/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let events = archive
+        .file_names()
+        .filter(|n| n.contains("/events/event-"))
+        .count();
+    let (_, count) = s
+        .get_json(&format!("/api/conversations/{id}/events/count"))
+        .await;
+    assert_eq!(Some(events as u64), count.as_u64(), "{count}");
+    assert!(events > 40);
+}
+
 #[tokio::test]
 async fn trajectory_zip_of_a_conversation_directory() {
     let s = TestServer::start();
