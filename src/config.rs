@@ -74,6 +74,10 @@ pub struct Config {
     /// Largest user message accepted, in bytes of its content's JSON (413 past it). Bounds what
     /// one client event costs in every subscriber's queue and in the event log.
     pub max_event_bytes: usize,
+    /// HTTP worker threads (each an event loop). Conversations, commands and disk work run on
+    /// their own threads, so one worker is enough for a sandbox's clients; more add throughput
+    /// for cheap requests but cost latency when the cores are shared (docs/performance.md).
+    pub http_workers: usize,
     /// Set from the `DEBUG` variable: adds a traceback to 500 bodies and lowers the log level.
     pub debug: bool,
 }
@@ -96,6 +100,7 @@ impl Default for Config {
             max_conversations: 10_000,
             max_subscribers_per_conversation: 4096,
             max_event_bytes: 16 * 1024 * 1024,
+            http_workers: 1,
             debug: false,
         }
     }
@@ -170,6 +175,7 @@ impl Config {
                 self.max_subscribers_per_conversation,
             ),
             ("OH_MAX_EVENT_BYTES", self.max_event_bytes),
+            ("OH_HTTP_WORKERS", self.http_workers),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{var}: must be >= 1")));
@@ -207,6 +213,7 @@ const FIELDS: &[(&str, FieldKind)] = &[
     ("max_conversations", FieldKind::Int),
     ("max_subscribers_per_conversation", FieldKind::Int),
     ("max_event_bytes", FieldKind::Int),
+    ("http_workers", FieldKind::Int),
 ];
 
 /// Variable names of every setting, for `.env.example` checks and documentation.
@@ -227,6 +234,7 @@ pub const ENV_VARIABLES: &[&str] = &[
     "OH_MAX_CONVERSATIONS",
     "OH_MAX_SUBSCRIBERS_PER_CONVERSATION",
     "OH_MAX_EVENT_BYTES",
+    "OH_HTTP_WORKERS",
     "SESSION_API_KEY",
     "DEBUG",
     "LOG_LEVEL",
@@ -545,6 +553,7 @@ mod tests {
                 ("OH_MAX_CONVERSATIONS", "3"),
                 ("OH_MAX_SUBSCRIBERS_PER_CONVERSATION", "4"),
                 ("OH_MAX_EVENT_BYTES", "1_000"),
+                ("OH_HTTP_WORKERS", "3"),
             ]),
         )
         .unwrap();
@@ -552,14 +561,17 @@ mod tests {
             (
                 c.max_conversations,
                 c.max_subscribers_per_conversation,
-                c.max_event_bytes
+                c.max_event_bytes,
+                c.http_workers
             ),
-            (3, 4, 1000)
+            (3, 4, 1000, 3)
         );
+        assert_eq!(Config::default().http_workers, 1);
         for var in [
             "OH_MAX_CONVERSATIONS",
             "OH_MAX_SUBSCRIBERS_PER_CONVERSATION",
             "OH_MAX_EVENT_BYTES",
+            "OH_HTTP_WORKERS",
         ] {
             let e = Config::load_from(None, &env(&[(var, "0")])).unwrap_err();
             assert!(e.to_string().contains(var), "{e}");

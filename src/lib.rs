@@ -170,10 +170,12 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 8;
 /// Starts the HTTP server on `listener` with `services`; returns the running server. It does not
 /// handle signals itself: [`serve_until_signal`] does, or the caller stops it through its handle.
 pub fn start_server(services: Services, listener: TcpListener) -> std::io::Result<Server> {
+    let workers = services.config.http_workers;
     let server = HttpServer::new(move || build_app(services.clone()))
         // event frames are small and written as they happen: Nagle's algorithm would hold one
         // back until the previous one is acknowledged (tens of ms with a delayed ACK)
         .tcp_nodelay(true)
+        .workers(workers)
         .listen(listener)?
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .disable_signals()
