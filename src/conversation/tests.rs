@@ -92,6 +92,11 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A registry on `root` without a secret key, watchers or webhooks.
+async fn registry_at(root: std::path::PathBuf) -> RegistryHandle {
+    RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new(), None).await
+}
+
 /// A conversation whose LLM (a fake that keeps answering with text) finishes every run in one step.
 async fn new_conversation(reg: &RegistryHandle, dir: &std::path::Path) -> ConversationHandle {
     let reply = json!({"id": "chatcmpl-t", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
@@ -124,14 +129,7 @@ fn describe(v: &Value) -> String {
 #[actix_rt::test]
 async fn subscribe_snapshot_then_live_events_in_log_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(tmp.path().join("convs")).await;
     let h = new_conversation(&reg, tmp.path()).await;
     h.send_message(
         requests::send_message(&json!({"content": [{"type": "text", "text": "hi"}]})).unwrap(),
@@ -197,14 +195,7 @@ async fn subscribe_snapshot_then_live_events_in_log_order() {
 #[actix_rt::test]
 async fn a_stalled_subscriber_is_dropped_and_told() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(tmp.path().join("convs")).await;
     let h = new_conversation(&reg, tmp.path()).await;
     let arbiter = Arbiter::new();
     let (release, gate) = mpsc::channel();
@@ -250,14 +241,7 @@ async fn a_stalled_subscriber_is_dropped_and_told() {
 #[actix_rt::test]
 async fn second_waiting_run_while_running_is_409() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(tmp.path().join("convs")).await;
     let h = new_conversation(&reg, tmp.path()).await;
     // both messages are queued before the first step can complete
     let a = h.addr().send(super::actor::Run { wait: true });
@@ -354,14 +338,7 @@ const A2: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0002";
 async fn reject_pending_actions() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("convs");
-    let reg = RegistryHandle::start(
-        root.clone(),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(root.clone()).await;
     let h = new_conversation(&reg, tmp.path()).await;
     let action = |id: &str, call: &str| -> crate::model::Event {
         serde_json::from_value(json!({
@@ -386,8 +363,7 @@ async fn reject_pending_actions() {
     );
     std::fs::write(&base, text).unwrap();
 
-    let reg =
-        RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new(), None).await;
+    let reg = registry_at(root).await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(
         h.state().await.unwrap().execution_status,
@@ -496,14 +472,7 @@ async fn stats_survive_a_restart() {
 #[actix_rt::test]
 async fn settle_files_waits_for_the_queued_event_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(tmp.path().join("convs")).await;
     let h = new_conversation(&reg, tmp.path()).await;
     let backlog = h.backlog().await.unwrap();
     let dir = tmp.path().join("convs").join(h.id().simple().to_string());
@@ -537,14 +506,7 @@ async fn settle_files_waits_for_the_queued_event_files() {
 #[actix_rt::test]
 async fn json_history_and_append() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = registry_at(tmp.path().join("convs")).await;
     let h = new_conversation(&reg, tmp.path()).await;
     let ev = json!({"kind": "AgentErrorEvent", "id": crate::model::wire::new_event_id(), "timestamp": crate::model::wire::event_timestamp_now(),
         "source": "agent", "tool_name": "x", "tool_call_id": "c", "error": "boom"});

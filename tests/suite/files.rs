@@ -710,6 +710,14 @@ async fn git_errors_and_repositories_without_commits() {
 // ---------------------------------------------------------------------------------------------
 // Trajectory
 
+/// The entry names of a zip archive, sorted.
+fn zip_names(bytes: &[u8]) -> Vec<String> {
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
 /// Event files are written shortly after their acknowledgement; the trajectory of a live
 /// conversation waits for them, so it holds every event acknowledged before the request.
 #[tokio::test]
@@ -749,10 +757,8 @@ async fn trajectory_of_a_live_conversation_has_every_acknowledged_event() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let bytes = r.bytes().await.unwrap();
-    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
-    let events = archive
-        .file_names()
+    let events = zip_names(&r.bytes().await.unwrap())
+        .iter()
         .filter(|n| n.contains("/events/event-"))
         .count();
     let (_, count) = s
@@ -787,10 +793,7 @@ async fn trajectory_zip_of_a_conversation_directory() {
         r.headers()["content-disposition"],
         format!("attachment; filename=\"{hex}.zip\"").as_str()
     );
-    let bytes = r.bytes().await.unwrap();
-    let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
-    let mut names: Vec<String> = archive.file_names().map(str::to_string).collect();
-    names.sort();
+    let names = zip_names(&r.bytes().await.unwrap());
     let prefix = conv
         .display()
         .to_string()
