@@ -188,6 +188,28 @@ impl Backlog {
         self.wait_written(n);
     }
 
+    /// [`Backlog::wait_idle`], giving up at `deadline`; true when everything is written. What is
+    /// left is still in the journal (the next load writes it).
+    pub fn wait_idle_until(self: &Arc<Self>, deadline: std::time::Instant) -> bool {
+        let mut st = self.lock();
+        let n = st.pushed;
+        if st.done < n {
+            st = self.start_writer(st);
+        }
+        while st.done < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        true
+    }
+
     /// Drops what is queued and waits for the file being written: the directory is about to be
     /// deleted. Later pushes are dropped too.
     pub fn discard(&self) {
@@ -269,6 +291,35 @@ mod tests {
         }
         assert_eq!(b.lock().bytes, 0);
         assert!(!b.lock().running);
+    }
+
+    #[test]
+    fn waiting_for_the_backlog_can_give_up_at_a_deadline() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("events")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = Backlog::new(tmp.path().to_path_buf());
+        let _guard = rt.enter();
+        // thousands of file creations: far more than a millisecond of work
+        for i in 0..40 {
+            let names: Vec<String> = (0..100).map(|k| format!("f{i}-{k}.json")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            b.push(batch(&refs));
+        }
+        let soon = std::time::Instant::now() + std::time::Duration::from_millis(1);
+        assert!(!b.wait_idle_until(soon), "4,000 files in a millisecond");
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        assert!(b.wait_idle_until(later));
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("events"))
+                .unwrap()
+                .count(),
+            4000
+        );
     }
 
     #[test]
