@@ -96,7 +96,6 @@ impl Services {
             config.conversations_path.clone(),
             config.secret_key.as_deref(),
             activity.clone().into_inner(),
-            Vec::new(),
             webhooks.observer(),
             conversation::Limits::from_config(&config),
         )

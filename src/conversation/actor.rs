@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use super::seam::{self, AgentCore, AgentSession, StepInput, StepOutcome, StepOutput};
 use super::{
-    ConversationHandle, ConversationNotice, DELETED_CODE, Disconnect, EventBatch, InfoCache,
-    InfoReason, SHUTDOWN_CODE, SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
+    ConversationHandle, DELETED_CODE, Disconnect, EventBatch, InfoCache, SHUTDOWN_CODE,
+    SLOW_SUBSCRIBER_CODE, Shared, SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap, StoredConversation};
@@ -163,8 +163,9 @@ pub struct Conversation {
     summary: SharedSummary,
     /// The info JSON last computed, emptied on every change (see [`InfoCache`]).
     info_cache: Arc<InfoCache>,
-    /// Announce `InfoReason::Created` to watchers once started (new conversations only).
-    announce_created: bool,
+    /// Created by this start request (not loaded from disk): its start-up `full_state`
+    /// counts as activity, and it has no interrupted run to close.
+    is_new: bool,
 }
 
 impl Conversation {
@@ -172,7 +173,7 @@ impl Conversation {
         record: ConversationRecord,
         dir: PathBuf,
         shared: Arc<Shared>,
-        announce_created: bool,
+        is_new: bool,
     ) -> Self {
         let summary = Arc::new(Mutex::new(Summary {
             status: record.state.execution_status,
@@ -204,7 +205,7 @@ impl Conversation {
             shared,
             summary,
             info_cache: Arc::new(InfoCache::default()),
-            announce_created,
+            is_new,
         }
     }
 
@@ -488,12 +489,6 @@ impl Conversation {
         }
         let batch = EventBatch(Arc::from(frames));
         let id = self.state.id;
-        for w in &self.shared.watchers {
-            w.do_send(ConversationNotice::Events {
-                id,
-                batch: batch.clone(),
-            });
-        }
         self.subscribers
             .retain(|s| match s.frames.try_send(batch.clone()) {
                 Ok(()) => true,
@@ -691,22 +686,6 @@ impl Conversation {
         }
         self.end_run(Ok(()));
         self.publish_full_state();
-        self.notify_info(InfoReason::Paused);
-    }
-
-    /// Sends the ConversationInfo to the global watchers (conversation webhooks).
-    fn notify_info(&self, reason: InfoReason) {
-        if self.shared.watchers.is_empty() {
-            return;
-        }
-        let info: Arc<str> = Arc::from(self.info_json());
-        for w in &self.shared.watchers {
-            w.do_send(ConversationNotice::Info {
-                id: self.state.id,
-                info: info.clone(),
-                reason,
-            });
-        }
     }
 
     fn info_json(&self) -> String {
@@ -794,11 +773,11 @@ impl Actor for Conversation {
         ctx.set_mailbox_capacity(256);
         // a full_state is published when a conversation starts or loads (webhooks only)
         let json = self.full_state_json();
-        let touch = self.announce_created;
-        self.staged.push(Staged::Publish { json, touch });
-        if std::mem::take(&mut self.announce_created) {
-            self.notify_info(InfoReason::Created);
-        } else if self.state.execution_status == ExecutionStatus::Running {
+        self.staged.push(Staged::Publish {
+            json,
+            touch: self.is_new,
+        });
+        if !self.is_new && self.state.execution_status == ExecutionStatus::Running {
             // loaded after the server stopped in the middle of a run: close the interrupted
             // tool calls so the log is consistent and the conversation can run again
             for e in seam::interrupted_observations(&self.history()) {
@@ -1216,7 +1195,6 @@ impl Handler<SetTitle> for Conversation {
             s.updated_at = now;
         }
         self.state_dirty = true;
-        self.notify_info(InfoReason::TitleChanged);
         let rx = self.ack();
         self.flush(ctx);
         MessageResult(rx)
@@ -1335,9 +1313,6 @@ impl Handler<Unsubscribe> for Conversation {
 impl Handler<Shutdown> for Conversation {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, m: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        if m.delete {
-            self.notify_info(InfoReason::Deleted);
-        }
         if let Some(h) = self.run.as_mut().and_then(|r| r.step.take()) {
             ctx.cancel_future(h);
         }

@@ -12,8 +12,7 @@ use super::actor::{self, Conversation};
 use super::arbiters::ArbiterPool;
 use super::registry::{self, ConversationRegistry, SortOrder};
 use super::{
-    ConversationNotice, ConversationObserver, Disconnect, EventBatch, InfoCache, Limits, Shared,
-    SubscriptionId,
+    ConversationObserver, Disconnect, EventBatch, InfoCache, Limits, Shared, SubscriptionId,
 };
 use crate::error::ApiError;
 use crate::model::conversation::{ConversationStats, SecretMap};
@@ -343,25 +342,16 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Restores the conversations of `root` and starts the registry and its arbiters.
-    /// `watchers` (webhooks) get a [`ConversationNotice`] for every event of every conversation
-    /// and for lifecycle moments; register them here so they also see the start-up publishes.
+    /// Restores the conversations of `root` and starts the registry and its arbiters. The
+    /// `observer` (the webhooks) is told of every conversation actor started, before its handle
+    /// is published, so it also sees the start-up publishes.
     pub async fn start(
         root: PathBuf,
         secret_key: Option<&str>,
         activity: Arc<Activity>,
-        watchers: Vec<Recipient<ConversationNotice>>,
         observer: Option<Arc<dyn ConversationObserver>>,
     ) -> RegistryHandle {
-        Self::start_limited(
-            root,
-            secret_key,
-            activity,
-            watchers,
-            observer,
-            Limits::UNLIMITED,
-        )
-        .await
+        Self::start_limited(root, secret_key, activity, observer, Limits::UNLIMITED).await
     }
 
     /// As [`Self::start`], with resource caps (conversations, subscribers, message size).
@@ -369,7 +359,6 @@ impl RegistryHandle {
         root: PathBuf,
         secret_key: Option<&str>,
         activity: Arc<Activity>,
-        watchers: Vec<Recipient<ConversationNotice>>,
         observer: Option<Arc<dyn ConversationObserver>>,
         limits: Limits,
     ) -> RegistryHandle {
@@ -377,7 +366,6 @@ impl RegistryHandle {
         let shared = Arc::new(Shared {
             cipher,
             activity,
-            watchers,
             limits,
         });
         let pool = Arc::new(ArbiterPool::new(ArbiterPool::default_size()));

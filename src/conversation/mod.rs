@@ -38,36 +38,6 @@ pub struct Disconnect {
     pub reason: String,
 }
 
-/// Why a [`ConversationNotice::Info`] was sent (the reference posts ConversationInfo to
-/// conversation webhooks at these moments).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InfoReason {
-    /// A new conversation was started (201).
-    Created,
-    /// POST /pause (whatever the status).
-    Paused,
-    /// PATCH title.
-    TitleChanged,
-    /// DELETE: the last info before the conversation goes away.
-    Deleted,
-}
-
-/// What global watchers (webhooks) receive from every conversation, registered once with
-/// [`RegistryHandle::start`]. Sent with `do_send` (never dropped): the watcher buffers itself.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub enum ConversationNotice {
-    /// Events of one conversation in emission order, exactly what subscribers get (persisted
-    /// events and `full_state` publishes, including the one at start/load).
-    Events { id: uuid::Uuid, batch: EventBatch },
-    /// The ConversationInfo JSON at a lifecycle moment.
-    Info {
-        id: uuid::Uuid,
-        info: Arc<str>,
-        reason: InfoReason,
-    },
-}
-
 /// The latest ConversationInfo JSON of one conversation, shared by its actor and its handles:
 /// the actor fills it when it answers `GetInfo` and empties it whenever something the info shows
 /// may change (every flush, every event). `GET /api/conversations/{id}` and conversation search
@@ -91,12 +61,11 @@ impl InfoCache {
     }
 }
 
-/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker, the
-/// global watchers and the resource caps.
+/// Things every conversation shares: the cipher for `meta.json`, the idle-time tracker and the
+/// resource caps.
 pub struct Shared {
     pub cipher: Option<Arc<crate::store::cipher::Fernet>>,
     pub activity: Arc<crate::state::Activity>,
-    pub watchers: Vec<Recipient<ConversationNotice>>,
     pub limits: Limits,
 }
 

@@ -92,9 +92,9 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A registry on `root` without a secret key, watchers or webhooks.
+/// A registry on `root` without a secret key or webhooks.
 async fn registry_at(root: std::path::PathBuf) -> RegistryHandle {
-    RegistryHandle::start(root, None, Arc::new(Activity::default()), Vec::new(), None).await
+    RegistryHandle::start(root, None, Arc::new(Activity::default()), None).await
 }
 
 /// A conversation whose LLM (a fake that keeps answering with text) finishes every run in one step.
@@ -259,77 +259,6 @@ async fn second_waiting_run_while_running_is_409() {
     reg.shutdown().await;
 }
 
-/// Records what a global watcher (webhooks) receives.
-struct Watcher(Arc<Mutex<Vec<String>>>);
-
-impl Actor for Watcher {
-    type Context = Context<Self>;
-}
-
-impl Handler<super::ConversationNotice> for Watcher {
-    type Result = ();
-    fn handle(&mut self, n: super::ConversationNotice, _: &mut Context<Self>) {
-        // one line per event: how events are grouped into batches is not part of the contract
-        let lines = match n {
-            super::ConversationNotice::Events { batch, .. } => batch
-                .0
-                .iter()
-                .map(|j| describe(&serde_json::from_str(j).unwrap()))
-                .collect::<Vec<_>>(),
-            super::ConversationNotice::Info { info, reason, .. } => {
-                let v: Value = serde_json::from_str(&info).unwrap();
-                vec![format!(
-                    "info:{reason:?}:{}",
-                    v["execution_status"].as_str().unwrap()
-                )]
-            }
-        };
-        self.0.lock().unwrap().extend(lines);
-    }
-}
-
-#[actix_rt::test]
-async fn watchers_see_every_conversation_and_lifecycle() {
-    let tmp = tempfile::tempdir().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let w = Watcher(seen.clone()).start();
-    let reg = RegistryHandle::start(
-        tmp.path().join("convs"),
-        None,
-        Arc::new(Activity::default()),
-        vec![w.recipient()],
-        None,
-    )
-    .await;
-    let h = new_conversation(&reg, tmp.path()).await;
-    h.pause().await.unwrap();
-    h.set_title("t".into()).await.unwrap();
-    assert!(reg.delete(h.id()).await.unwrap());
-    wait_until("deleted", || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.starts_with("info:Deleted"))
-    })
-    .await;
-    assert_eq!(
-        *seen.lock().unwrap(),
-        [
-            "info:Created:idle",
-            "state:full_state=*",
-            "info:Paused:paused",
-            "state:execution_status=\"paused\"",
-            "PauseEvent",
-            "state:full_state=*",
-            "info:TitleChanged:paused",
-            "info:Deleted:paused",
-        ]
-        .map(String::from)
-        .to_vec()
-    );
-    reg.shutdown().await;
-}
-
 const A1: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0001";
 const A2: &str = "0b5f0d4e-6a44-4a57-9a43-6c1f7a3c0002";
 
@@ -422,7 +351,6 @@ async fn stats_survive_a_restart() {
         root.clone(),
         Some("key"),
         Arc::new(Activity::default()),
-        Vec::new(),
         None,
     )
     .await;
@@ -440,14 +368,7 @@ async fn stats_survive_a_restart() {
     let info_before = h.info().await.unwrap();
     reg.shutdown().await;
 
-    let reg = RegistryHandle::start(
-        root,
-        Some("key"),
-        Arc::new(Activity::default()),
-        Vec::new(),
-        None,
-    )
-    .await;
+    let reg = RegistryHandle::start(root, Some("key"), Arc::new(Activity::default()), None).await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(h.state().await.unwrap().stats, stats);
     assert_eq!(h.info().await.unwrap(), info_before);
@@ -530,7 +451,6 @@ async fn caps_on_subscribers_conversations_and_message_size() {
         tmp.path().join("convs"),
         None,
         Arc::new(Activity::default()),
-        Vec::new(),
         None,
         limits,
     )
