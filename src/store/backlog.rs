@@ -173,39 +173,43 @@ impl Backlog {
     /// Writes now, and blocks until the batches numbered up to `n` are written (or dropped by
     /// a discard).
     pub fn wait_written(self: &Arc<Self>, n: u64) {
-        let mut st = self.lock();
-        if st.done < n {
-            st = self.start_writer(st);
-        }
-        while st.done < n {
-            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
+        self.wait_for(n, None);
     }
 
     /// Writes now, and blocks until every batch pushed so far is written.
     pub fn wait_idle(self: &Arc<Self>) {
         let n = self.pushed();
-        self.wait_written(n);
+        self.wait_for(n, None);
     }
 
     /// [`Backlog::wait_idle`], giving up at `deadline`; true when everything is written. What is
     /// left is still in the journal (the next load writes it).
     pub fn wait_idle_until(self: &Arc<Self>, deadline: std::time::Instant) -> bool {
+        let n = self.pushed();
+        self.wait_for(n, Some(deadline))
+    }
+
+    /// Starts the writer if batch `n` is not written yet and waits for it, until `deadline` if
+    /// any; true when it is written.
+    fn wait_for(self: &Arc<Self>, n: u64, deadline: Option<std::time::Instant>) -> bool {
         let mut st = self.lock();
-        let n = st.pushed;
         if st.done < n {
             st = self.start_writer(st);
         }
         while st.done < n {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            st = self
-                .changed
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
+            st = match deadline {
+                None => self.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.changed
+                        .wait_timeout(st, left)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0)
+                }
+            };
         }
         true
     }
@@ -241,12 +245,7 @@ fn put_file(dir: &Path, rel: &str, data: &[u8]) -> io::Result<()> {
     {
         Ok(mut f) => f.write_all(data),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let parent = path.parent().unwrap_or(dir);
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            super::files::write_unsynced(parent, &name, data)
+            super::files::write_unsynced_path(&path, data)
         }
         Err(e) => Err(e),
     }

@@ -47,6 +47,17 @@ pub fn write_unsynced(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// [`write_unsynced`] of a file given by its whole path.
+pub fn write_unsynced_path(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other(format!(
+            "not a file path: {}",
+            path.display()
+        )));
+    };
+    write_unsynced(dir, &name.to_string_lossy(), bytes)
+}
+
 /// Makes the directory entries (creations, renames) of `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

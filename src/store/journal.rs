@@ -162,15 +162,10 @@ fn damaged(bytes: &[u8]) -> bool {
 /// directory when missing.
 fn put_file(dir: &Path, rel: &str, data: &[u8]) -> io::Result<()> {
     let path = dir.join(rel);
-    let parent = path.parent().unwrap_or(dir).to_path_buf();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match files::write_unsynced(&parent, &name, data) {
+    match files::write_unsynced_path(&path, data) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(&parent)?;
-            files::write_unsynced(&parent, &name, data)
+            fs::create_dir_all(path.parent().unwrap_or(dir))?;
+            files::write_unsynced_path(&path, data)
         }
         other => other,
     }
@@ -320,7 +315,8 @@ pub struct Journal {
 /// Files the backlog writes after the acknowledgement: event files, written once and never
 /// changed. The rest (`meta.json`, `base_state.json`) is rewritten in place and written before.
 fn deferred(rel: &str) -> bool {
-    rel.starts_with("events/")
+    rel.strip_prefix(super::dir::EVENTS)
+        .is_some_and(|r| r.starts_with('/'))
 }
 
 impl Journal {
