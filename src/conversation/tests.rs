@@ -475,6 +475,14 @@ async fn caps_on_subscribers_conversations_and_message_size() {
         429,
         "{refused}"
     );
+    // a subscription made while the start-up publish is still staged completes after its
+    // commit; one cancelled before that gets nothing, so the first must have its snapshot
+    wait_until("the first snapshots", || {
+        probes[..2]
+            .iter()
+            .all(|p| !p.frames.lock().unwrap().is_empty())
+    })
+    .await;
     h.unsubscribe(first);
     h.subscribe(probes[2].addr.clone().recipient(), None, false)
         .await
