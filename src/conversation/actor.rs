@@ -7,10 +7,11 @@
 //! ([`Conversation::flush`]). The flush runs once the mailbox holds no more messages ready
 //! (group commit: every message handled in the meantime adds to the same batch): it writes the
 //! staged event files and the state files through the conversation's journal (one sync for the
-//! whole batch, `store::journal`) on a blocking thread while the actor waits (`ctx.wait`: no
-//! other message is handled meanwhile, the arbiter thread stays free), then indexes the events
-//! and fans them out to subscribers in order. So every event is persisted, then indexed, then
-//! sent; readers that come later see it.
+//! whole batch, `store::journal`) on a blocking thread. The actor goes on handling messages
+//! during the write; what they stage is the next batch, written as soon as this one completes
+//! (one write in flight at a time). When a write completes its events are indexed and fanned
+//! out to subscribers in order, and its acknowledgements resolve. So every event is persisted,
+//! then indexed, then sent; readers that come later see it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -88,6 +89,14 @@ enum Staged {
     Ack(oneshot::Sender<()>),
 }
 
+/// A journal write not completed yet (see [`Conversation::write_staged`]).
+struct InFlight {
+    /// Its items, committed (indexed, sent, acknowledged) once it completes.
+    staged: Vec<Staged>,
+    /// Resolved (or dropped) when its blocking task is over: `Shutdown` waits for it.
+    finished: oneshot::Receiver<()>,
+}
+
 /// Which state files a flush rewrites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StateFiles {
@@ -135,6 +144,9 @@ pub struct Conversation {
     quiet_check_scheduled: bool,
     /// A flush is spawned and has not run yet (see [`Conversation::flush`]).
     flush_scheduled: bool,
+    /// The journal write in flight, if any: what is staged meanwhile is written when it
+    /// completes (one write at a time, in order).
+    in_flight: Option<InFlight>,
     /// `Shutdown` has started: nothing more is written (its own write is the last).
     closing: bool,
     subscribers: Vec<Subscriber>,
@@ -190,6 +202,7 @@ impl Conversation {
             quiet_check_scheduled: false,
             journal: Arc::new(Mutex::new(record.journal)),
             flush_scheduled: false,
+            in_flight: None,
             closing: false,
             subscribers: Vec::new(),
             pending_subscribers: Vec::new(),
@@ -265,6 +278,23 @@ impl Conversation {
         self.staged.push(Staged::Publish { json, touch: true });
     }
 
+    /// Answers with `read` once everything staged so far, and the write in flight, is
+    /// committed: the agent loop's history reads see every event handled before them (a step
+    /// that starts with a user message staged must find it in its history).
+    fn after_commit<R: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        read: impl FnOnce(&mut Self) -> R + 'static,
+    ) -> ResponseActFuture<Self, R> {
+        if self.staged.is_empty() && self.in_flight.is_none() {
+            let r = read(self);
+            return Box::pin(actix::fut::ready(r));
+        }
+        let committed = self.ack();
+        self.flush(ctx);
+        Box::pin(actix::fut::wrap_future::<_, Self>(committed).map(move |_, act, _| read(act)))
+    }
+
     /// A receiver resolved when everything staged so far is persisted and sent.
     fn ack(&mut self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
@@ -275,7 +305,8 @@ impl Conversation {
     /// Asks for the staged items to be written, indexed and sent. The write itself runs as a
     /// spawned item of the context, which actix polls only after the mailbox has no message
     /// ready: every message handled before it adds to the same batch (one journal sync for
-    /// all). Replies (acks) resolve only after the write, so nothing is acknowledged early.
+    /// all); while a write is in flight, the batch waits for it. Replies (acks) resolve only
+    /// after their own write, so nothing is acknowledged early.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         // every handler that changes something flushes: the cached info may be stale now
         self.info_cache.clear();
@@ -334,11 +365,17 @@ impl Conversation {
     }
 
     /// Writes the staged events (and the state files when dirty) through the journal on a
-    /// blocking thread while the actor waits, then indexes and fans out in order.
+    /// blocking thread, then indexes and fans them out in order. The actor keeps handling
+    /// messages meanwhile: what they stage is the next batch, written as soon as this one
+    /// completes, so the next batch's work overlaps this one's sync. Nothing staged is
+    /// indexed, sent or acknowledged before its own write has completed.
     fn write_staged(&mut self, ctx: &mut Context<Self>) {
         let stats_due = self.stats_dirty
             && (self.run.is_none() || self.last_state_write.elapsed() >= STATS_WRITE_INTERVAL);
-        if self.closing || (self.staged.is_empty() && !self.state_dirty && !stats_due) {
+        if self.closing
+            || self.in_flight.is_some()
+            || (self.staged.is_empty() && !self.state_dirty && !stats_due)
+        {
             return;
         }
         let mut staged = std::mem::take(&mut self.staged);
@@ -357,22 +394,30 @@ impl Conversation {
         }
         let journal = self.journal.clone();
         let id = self.state.id;
+        let (finished_tx, finished) = oneshot::channel();
         let write = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            journal
+            let written = journal
                 .lock()
-                .map_err(|_| std::io::Error::other("journal lock poisoned"))?
-                .write(batch)
+                .map_err(|_| std::io::Error::other("journal lock poisoned"))
+                .and_then(|mut j| j.write(batch));
+            let _ = finished_tx.send(());
+            written
         });
-        ctx.wait(
+        self.in_flight = Some(InFlight { staged, finished });
+        ctx.spawn(
             actix::fut::wrap_future::<_, Self>(write).map(move |res, act, ctx| {
                 match res {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => log::error!("conversation {id}: writing to disk failed: {e}"),
                     Err(e) => log::error!("conversation {id}: disk writer failed: {e}"),
                 }
-                act.commit(staged);
+                // `None` once `Shutdown` has taken it over
+                if let Some(done) = act.in_flight.take() {
+                    act.commit(done.staged);
+                }
                 act.last_journal_write = std::time::Instant::now();
                 act.schedule_quiet_check(ctx);
+                act.write_staged(ctx);
             }),
         );
     }
@@ -973,29 +1018,31 @@ impl Handler<GetState> for Conversation {
 }
 
 impl Handler<GetHistory> for Conversation {
-    type Result = MessageResult<GetHistory>;
-    fn handle(&mut self, _: GetHistory, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.history())
+    type Result = ResponseActFuture<Self, Vec<Event>>;
+    fn handle(&mut self, _: GetHistory, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, |act| act.history())
     }
 }
 
 impl Handler<GetHistoryJson> for Conversation {
-    type Result = MessageResult<GetHistoryJson>;
-    fn handle(&mut self, _: GetHistoryJson, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.log.all_appended().map(|e| e.json.clone()).collect())
+    type Result = ResponseActFuture<Self, Vec<Arc<str>>>;
+    fn handle(&mut self, _: GetHistoryJson, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, |act| {
+            act.log.all_appended().map(|e| e.json.clone()).collect()
+        })
     }
 }
 
 impl Handler<GetHistoryJsonSince> for Conversation {
-    type Result = MessageResult<GetHistoryJsonSince>;
-    fn handle(&mut self, m: GetHistoryJsonSince, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.log
+    type Result = ResponseActFuture<Self, Vec<Arc<str>>>;
+    fn handle(&mut self, m: GetHistoryJsonSince, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, move |act| {
+            act.log
                 .all_appended()
                 .skip(m.0)
                 .map(|e| e.json.clone())
-                .collect(),
-        )
+                .collect()
+        })
     }
 }
 
@@ -1273,9 +1320,10 @@ impl Handler<Subscribe> for Conversation {
             },
             resend_all: m.resend_all,
         };
-        // staged items are not in the log yet: the snapshot is taken once they are, so the
-        // subscriber gets each of them exactly once (in the snapshot), nothing twice
-        if self.staged.is_empty() {
+        // staged items (and a write in flight) are not in the log yet: the snapshot is taken
+        // once they are, so the subscriber gets each of them exactly once, and a `full_state`
+        // that matches the events before it
+        if self.staged.is_empty() && self.in_flight.is_none() {
             self.complete_subscription(pending);
         } else {
             self.pending_subscribers.push(pending);
@@ -1325,6 +1373,11 @@ impl Handler<Shutdown> for Conversation {
             }
         }
         self.closing = true;
+        // a write in flight completes first (its batch is committed before this one)
+        let (prior_staged, prior_finished) = match self.in_flight.take() {
+            Some(f) => (f.staged, Some(f.finished)),
+            None => (Vec::new(), None),
+        };
         // what is staged is written (through the journal, with the state files) or, on delete,
         // dropped with the directory; either way it is sent before the subscribers go
         let mut staged = std::mem::take(&mut self.staged);
@@ -1348,6 +1401,10 @@ impl Handler<Shutdown> for Conversation {
         let core = self.core.take();
         self.session = None;
         let work = async move {
+            if let Some(finished) = prior_finished {
+                // sent, or dropped by a writer that failed: either way it is over
+                let _ = finished.await;
+            }
             if let Some(core) = core {
                 core.runtime.close().await;
             }
@@ -1380,6 +1437,7 @@ impl Handler<Shutdown> for Conversation {
         // `wait`: no other message is handled until the conversation has stopped
         ctx.wait(
             actix::fut::wrap_future::<_, Self>(work).map(move |_, act, _ctx| {
+                act.commit(prior_staged);
                 act.commit(staged);
                 // live subscribers are told why they are dropped: sockets close, webhooks flush
                 let (code, reason) = if delete {

@@ -521,3 +521,210 @@ async fn caps_on_subscribers_conversations_and_message_size() {
     assert!(!created);
     reg.shutdown().await;
 }
+
+fn text_message(text: &str) -> crate::model::SendMessageRequest {
+    requests::send_message(&json!({"content": [{"type": "text", "text": text}]})).unwrap()
+}
+
+/// The texts of the user messages in a conversation's log, in log order.
+async fn logged_texts(h: &ConversationHandle) -> Vec<String> {
+    h.history_json()
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| serde_json::from_str::<Value>(j).unwrap())
+        .filter(|v| v["kind"] == "MessageEvent")
+        .filter_map(|v| {
+            v["llm_message"]["content"][0]["text"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// Messages that arrive while a journal write is in flight form the next batch, written when
+/// it completes: every one is acknowledged, sent once to a subscriber in log order, and found
+/// again after a restart.
+#[actix_rt::test]
+async fn messages_sent_during_a_write_are_all_acknowledged_sent_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = registry_at(root.clone()).await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let live = collector(4096, None, None);
+    h.subscribe(live.addr.clone().recipient(), None, false)
+        .await
+        .unwrap();
+    // 16 senders, each waiting for its acknowledgement before the next (like HTTP clients):
+    // messages keep arriving while earlier batches are being written
+    let texts: Vec<String> = (0..16 * 20).map(|i| format!("m{i}")).collect();
+    let senders = texts.chunks(20).map(|chunk| {
+        let h = h.clone();
+        async move {
+            for t in chunk {
+                h.send_message(text_message(t)).await?;
+            }
+            Ok::<(), crate::error::ApiError>(())
+        }
+    });
+    let acks = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join_all(senders),
+    )
+    .await
+    .expect("every message acknowledged");
+    assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+
+    let logged = logged_texts(&h).await;
+    let mut sorted = logged.clone();
+    sorted.sort();
+    let mut expected = texts.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "each message once in the log");
+    wait_until("live frames", || {
+        live.frames
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["kind"] == "MessageEvent")
+            .count()
+            >= texts.len()
+    })
+    .await;
+    let sent: Vec<String> = live
+        .frames
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["kind"] == "MessageEvent")
+        .filter_map(|v| {
+            v["llm_message"]["content"][0]["text"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(sent, logged, "sent once each, in log order");
+
+    let id = h.id();
+    reg.shutdown().await;
+    let reg = registry_at(root).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    assert_eq!(
+        logged_texts(&h).await,
+        logged,
+        "the same log after a restart"
+    );
+    reg.shutdown().await;
+}
+
+/// A message handled while the previous batch is being written is the next batch: it is
+/// written (and acknowledged) once that write completes, with nothing else to push it.
+#[actix_rt::test]
+async fn a_message_staged_during_a_write_is_written_when_it_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = registry_at(tmp.path().join("convs")).await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    for round in 0..3 {
+        // a few MB take milliseconds to append and sync; the second message is handled
+        // right after the first one's reply, while that write runs
+        let big = format!("big{round} {}", "x".repeat(4 << 20));
+        let first = h
+            .addr()
+            .send(super::actor::SendMessage(text_message(&big)))
+            .await
+            .unwrap();
+        let second = h
+            .addr()
+            .send(super::actor::SendMessage(text_message(&format!(
+                "small{round}"
+            ))))
+            .await
+            .unwrap();
+        let acks = tokio::time::timeout(Duration::from_secs(30), async {
+            (first.await, second.await)
+        })
+        .await
+        .expect("both acknowledged");
+        assert!(acks.0.is_ok() && acks.1.is_ok());
+    }
+    let texts: Vec<String> = logged_texts(&h)
+        .await
+        .into_iter()
+        .map(|t| t.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        ["big0", "small0", "big1", "small1", "big2", "small2"]
+    );
+    reg.shutdown().await;
+}
+
+/// A delete or a shutdown that arrives while a write is in flight takes it over: that write's
+/// message is acknowledged once it is written, a deleted directory stays deleted, and what a
+/// shutdown acknowledged is there after a restart.
+#[actix_rt::test]
+async fn delete_and_shutdown_during_a_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("convs");
+    let reg = registry_at(root.clone()).await;
+    let big = |tag: &str| text_message(&format!("{tag} {}", "x".repeat(4 << 20)));
+    for round in 0..3 {
+        let h = new_conversation(&reg, tmp.path()).await;
+        let dir = root.join(h.id().simple().to_string());
+        // handled (its reply is the acknowledgement to come), its write now running
+        let ack = h
+            .addr()
+            .send(super::actor::SendMessage(big("deleted")))
+            .await
+            .unwrap();
+        let more = futures_util::future::join_all(
+            (0..50).map(|i| h.send_message(text_message(&format!("r{round}-{i}")))),
+        );
+        let (ack, _, deleted) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(30), ack),
+            tokio::time::timeout(Duration::from_secs(30), more),
+            reg.delete(h.id())
+        );
+        assert!(
+            matches!(ack, Ok(Ok(()))),
+            "round {round}: the write in flight is acknowledged: {ack:?}"
+        );
+        assert!(deleted.unwrap());
+        assert!(!dir.exists(), "round {round}: the directory is gone");
+    }
+
+    let h = new_conversation(&reg, tmp.path()).await;
+    let id = h.id();
+    let ack = h
+        .addr()
+        .send(super::actor::SendMessage(big("kept")))
+        .await
+        .unwrap();
+    let texts: Vec<String> = (0..50).map(|i| format!("s{i}")).collect();
+    let sends =
+        futures_util::future::join_all(texts.iter().map(|t| h.send_message(text_message(t))));
+    let (ack, answers, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(30), ack),
+        tokio::time::timeout(Duration::from_secs(30), sends),
+        reg.shutdown()
+    );
+    assert!(
+        matches!(ack, Ok(Ok(()))),
+        "the write in flight is acknowledged: {ack:?}"
+    );
+    let answers = answers.expect("every message answered");
+    let reg = registry_at(root).await;
+    let h = reg.get(id).await.unwrap().unwrap();
+    let kept: Vec<String> = logged_texts(&h)
+        .await
+        .into_iter()
+        .map(|t| t.split(' ').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kept.first().map(String::as_str), Some("kept"));
+    for (t, a) in texts.iter().zip(&answers) {
+        if a.is_ok() {
+            assert!(kept.contains(t), "{t} was acknowledged, so it is kept");
+        }
+    }
+    reg.shutdown().await;
+}
