@@ -279,8 +279,9 @@ impl Conversation {
     }
 
     /// Answers with `read` once everything staged so far, and the write in flight, is
-    /// committed: the agent loop's history reads see every event handled before them (a step
-    /// that starts with a user message staged must find it in its history).
+    /// committed: every read of the log sees the changes handled before it (a step that starts
+    /// with a user message staged must find it in its history; a search right after a load
+    /// finds the calls the load closed). Without anything pending it answers at once.
     fn after_commit<R: 'static>(
         &mut self,
         ctx: &mut Context<Self>,
@@ -1276,34 +1277,40 @@ impl Handler<UpdateStats> for Conversation {
     }
 }
 
+// The readers below answer once everything staged before them (and the write in flight) is
+// committed, as the history reads do: a read that follows a change sees it, e.g. the calls a
+// load closes in `started` are in the first search after a restart.
+
 impl Handler<SearchEvents> for Conversation {
-    type Result = MessageResult<SearchEvents>;
-    fn handle(&mut self, m: SearchEvents, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.log
-                .search(&m.filter, m.desc, m.page_id.as_deref(), m.limit),
-        )
+    type Result = ResponseActFuture<Self, (Vec<Arc<str>>, Option<String>)>;
+    fn handle(&mut self, m: SearchEvents, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, move |act| {
+            act.log
+                .search(&m.filter, m.desc, m.page_id.as_deref(), m.limit)
+        })
     }
 }
 
 impl Handler<CountEvents> for Conversation {
-    type Result = usize;
-    fn handle(&mut self, CountEvents(f): CountEvents, _: &mut Context<Self>) -> usize {
-        self.log.count(&f)
+    type Result = ResponseActFuture<Self, usize>;
+    fn handle(&mut self, CountEvents(f): CountEvents, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, move |act| act.log.count(&f))
     }
 }
 
 impl Handler<GetBacklog> for Conversation {
-    type Result = MessageResult<GetBacklog>;
-    fn handle(&mut self, _: GetBacklog, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.backlog.clone())
+    type Result = ResponseActFuture<Self, Arc<Backlog>>;
+    fn handle(&mut self, _: GetBacklog, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, |act| act.backlog.clone())
     }
 }
 
 impl Handler<GetEvents> for Conversation {
-    type Result = MessageResult<GetEvents>;
-    fn handle(&mut self, GetEvents(ids): GetEvents, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(ids.iter().map(|id| self.log.get(id)).collect())
+    type Result = ResponseActFuture<Self, Vec<Option<Arc<str>>>>;
+    fn handle(&mut self, GetEvents(ids): GetEvents, ctx: &mut Context<Self>) -> Self::Result {
+        self.after_commit(ctx, move |act| {
+            ids.iter().map(|id| act.log.get(id)).collect()
+        })
     }
 }
 

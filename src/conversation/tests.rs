@@ -526,20 +526,30 @@ fn text_message(text: &str) -> crate::model::SendMessageRequest {
     requests::send_message(&json!({"content": [{"type": "text", "text": text}]})).unwrap()
 }
 
+/// The texts of the user messages among `events` (API JSON values), in order; with `first_word`
+/// only each text's first word (the tag of a big message).
+fn message_texts<'a>(events: impl IntoIterator<Item = &'a Value>, first_word: bool) -> Vec<String> {
+    events
+        .into_iter()
+        .filter(|v| v["kind"] == "MessageEvent")
+        .filter_map(|v| v["llm_message"]["content"][0]["text"].as_str())
+        .map(|t| match first_word {
+            true => t.split(' ').next().unwrap_or_default().to_string(),
+            false => t.to_string(),
+        })
+        .collect()
+}
+
 /// The texts of the user messages in a conversation's log, in log order.
-async fn logged_texts(h: &ConversationHandle) -> Vec<String> {
-    h.history_json()
+async fn logged_texts(h: &ConversationHandle, first_word: bool) -> Vec<String> {
+    let events: Vec<Value> = h
+        .history_json()
         .await
         .unwrap()
         .iter()
         .map(|j| serde_json::from_str::<Value>(j).unwrap())
-        .filter(|v| v["kind"] == "MessageEvent")
-        .filter_map(|v| {
-            v["llm_message"]["content"][0]["text"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect()
+        .collect();
+    message_texts(&events, first_word)
 }
 
 /// Messages that arrive while a journal write is in flight form the next batch, written when
@@ -575,7 +585,7 @@ async fn messages_sent_during_a_write_are_all_acknowledged_sent_and_kept() {
     .expect("every message acknowledged");
     assert!(acks.iter().all(Result::is_ok), "{acks:?}");
 
-    let logged = logged_texts(&h).await;
+    let logged = logged_texts(&h, false).await;
     let mut sorted = logged.clone();
     sorted.sort();
     let mut expected = texts.clone();
@@ -591,18 +601,7 @@ async fn messages_sent_during_a_write_are_all_acknowledged_sent_and_kept() {
             >= texts.len()
     })
     .await;
-    let sent: Vec<String> = live
-        .frames
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|v| v["kind"] == "MessageEvent")
-        .filter_map(|v| {
-            v["llm_message"]["content"][0]["text"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect();
+    let sent = message_texts(live.frames.lock().unwrap().iter(), false);
     assert_eq!(sent, logged, "sent once each, in log order");
 
     let id = h.id();
@@ -610,7 +609,7 @@ async fn messages_sent_during_a_write_are_all_acknowledged_sent_and_kept() {
     let reg = registry_at(root).await;
     let h = reg.get(id).await.unwrap().unwrap();
     assert_eq!(
-        logged_texts(&h).await,
+        logged_texts(&h, false).await,
         logged,
         "the same log after a restart"
     );
@@ -647,15 +646,36 @@ async fn a_message_staged_during_a_write_is_written_when_it_completes() {
         .expect("both acknowledged");
         assert!(acks.0.is_ok() && acks.1.is_ok());
     }
-    let texts: Vec<String> = logged_texts(&h)
-        .await
-        .into_iter()
-        .map(|t| t.split(' ').next().unwrap_or_default().to_string())
-        .collect();
+    let texts = logged_texts(&h, true).await;
     assert_eq!(
         texts,
         ["big0", "small0", "big1", "small1", "big2", "small2"]
     );
+    reg.shutdown().await;
+}
+
+/// A read that follows a change sees it, also while the change's write is still in flight.
+#[actix_rt::test]
+async fn a_read_after_a_change_sees_it_during_its_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = registry_at(tmp.path().join("convs")).await;
+    let h = new_conversation(&reg, tmp.path()).await;
+    let all = crate::store::event_log::EventFilter::default;
+    let before = h.count_events(all()).await.unwrap();
+    for round in 1..=3 {
+        // handled (its write of a few MB now running), then read at once
+        let ack = h
+            .addr()
+            .send(super::actor::SendMessage(text_message(
+                &"x".repeat(4 << 20),
+            )))
+            .await
+            .unwrap();
+        assert_eq!(h.count_events(all()).await.unwrap(), before + round);
+        let history = h.history_json().await.unwrap();
+        assert_eq!(history.len(), before + round);
+        assert!(ack.await.is_ok());
+    }
     reg.shutdown().await;
 }
 
@@ -715,11 +735,7 @@ async fn delete_and_shutdown_during_a_write() {
     let answers = answers.expect("every message answered");
     let reg = registry_at(root).await;
     let h = reg.get(id).await.unwrap().unwrap();
-    let kept: Vec<String> = logged_texts(&h)
-        .await
-        .into_iter()
-        .map(|t| t.split(' ').next().unwrap_or_default().to_string())
-        .collect();
+    let kept = logged_texts(&h, true).await;
     assert_eq!(kept.first().map(String::as_str), Some("kept"));
     for (t, a) in texts.iter().zip(&answers) {
         if a.is_ok() {
