@@ -278,6 +278,11 @@ impl Conversation {
         self.staged.push(Staged::Publish { json, touch: true });
     }
 
+    /// Nothing staged and no write in flight: the log holds every change handled so far.
+    fn nothing_pending(&self) -> bool {
+        self.staged.is_empty() && self.in_flight.is_none()
+    }
+
     /// Answers with `read` once everything staged so far, and the write in flight, is
     /// committed: every read of the log sees the changes handled before it (a step that starts
     /// with a user message staged must find it in its history; a search right after a load
@@ -287,7 +292,7 @@ impl Conversation {
         ctx: &mut Context<Self>,
         read: impl FnOnce(&mut Self) -> R + 'static,
     ) -> ResponseActFuture<Self, R> {
-        if self.staged.is_empty() && self.in_flight.is_none() {
+        if self.nothing_pending() {
             let r = read(self);
             return Box::pin(actix::fut::ready(r));
         }
@@ -1330,7 +1335,7 @@ impl Handler<Subscribe> for Conversation {
         // staged items (and a write in flight) are not in the log yet: the snapshot is taken
         // once they are, so the subscriber gets each of them exactly once, and a `full_state`
         // that matches the events before it
-        if self.staged.is_empty() && self.in_flight.is_none() {
+        if self.nothing_pending() {
             self.complete_subscription(pending);
         } else {
             self.pending_subscribers.push(pending);
